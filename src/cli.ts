@@ -1,0 +1,112 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { defaultConfig, loadConfigFile } from './config/load.ts';
+import type { Config } from './config/schema.ts';
+import { ConfigError } from './core/errors.ts';
+import { Gateway } from './main.ts';
+import { createLogger } from './observability/logger.ts';
+
+const USAGE = `usage: edgeferry <command> [options]
+
+commands:
+  run [--config FILE]       run the gateway (without --config: the embedded default:
+                            MQTT on 1883, admin HTTP on 8080, journal in ./data, no sinks)
+  check-config FILE         validate a configuration file and exit
+  version                   print the version
+
+The config file may also be given as EDGEFERRY_CONFIG.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function loadOrExit(path: string | undefined): Config {
+  try {
+    return path ? loadConfigFile(path) : defaultConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`edgeferry: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
+
+async function run(configPath: string | undefined): Promise<void> {
+  const config = loadOrExit(configPath);
+  const log = createLogger(config.log.level, config.node.id);
+  log.info(
+    { version: version(), config: configPath ?? '(embedded default)', pid: process.pid },
+    'edgeferry starting',
+  );
+  const gateway = new Gateway(config, log);
+  let signals = 0;
+  const onSignal = (signal: string) => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal }, 'signal received');
+    gateway.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err: (err as Error).message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  try {
+    await gateway.start();
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'start-up failed');
+    await gateway.stop().catch(() => {});
+    process.exit(1);
+  }
+}
+
+function main(argv: string[]): void {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+  });
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(command || values.help ? 0 : 2);
+  }
+  switch (command) {
+    case 'run':
+      void run(values.config ?? process.env.EDGEFERRY_CONFIG);
+      return;
+    case 'check-config': {
+      const file = rest[0] ?? values.config;
+      if (!file) {
+        process.stderr.write('edgeferry: check-config needs a FILE\n');
+        process.exit(2);
+      }
+      const cfg = loadOrExit(file);
+      process.stdout.write(`${file}: ok (${cfg.sinks.length} sink${cfg.sinks.length === 1 ? '' : 's'})\n`);
+      return;
+    }
+    case 'version':
+      process.stdout.write(`${version()}\n`);
+      return;
+    default:
+      process.stderr.write(`edgeferry: unknown command '${command}'\n${USAGE}\n`);
+      process.exit(2);
+  }
+}
+
+try {
+  main(process.argv.slice(2));
+} catch (err) {
+  process.stderr.write(`edgeferry: ${(err as Error).message}\n`);
+  process.exit(2);
+}

@@ -1,0 +1,235 @@
+// The configuration schema: the single source of the YAML shape, its defaults and the parsed
+// `Config` type. Objects are strict so a misspelt key fails loudly instead of silently falling
+// back to its default. Messages are written to be shown as `<dotted.path>: <message>`.
+
+import os from 'node:os';
+import * as z from 'zod';
+import { validateTopicFilter } from '../core/topic-filter.ts';
+import { parseBytes, parseDuration } from './units.ts';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const ON_FULL_POLICIES = ['drop-oldest', 'reject'] as const;
+export const PAYLOAD_ENCODINGS = ['base64', 'utf8'] as const;
+
+// Node clamps a setTimeout delay above 2^31-1 ms to 1 ms, so a "30d" timeout would fire at once.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+const SINK_NAME = /^[A-Za-z0-9_.-]+$/;
+// RFC 9110 token: undici rejects anything else at request time, i.e. on every send.
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** A rejected value as it looked in the YAML, for `(got ...)` in messages. */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return JSON.stringify(v.length > 80 ? `${v.slice(0, 77)}...` : v);
+  return String(v);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const nullToUndefined = (v: unknown): unknown => (v === null ? undefined : v);
+
+/** A section whose keys all have defaults: absent, empty (`journal:` is null in YAML) or partial. */
+function section<S extends z.ZodRawShape>(shape: S) {
+  const obj = z.strictObject(shape);
+  return z.preprocess(nullToUndefined, obj.prefault({} as z.input<typeof obj>));
+}
+
+function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
+  const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in ${min}..${max}`;
+  return z.number().refine((n) => Number.isSafeInteger(n) && n >= min && n <= max, {
+    error: (iss) => `must be an integer ${range} (got ${describeValue(iss.input)})`,
+  });
+}
+
+const port = () => integer(0, 65535);
+
+const nonEmpty = () => z.string().min(1, { error: 'must not be empty' });
+
+/** A byte size or duration: a number in the base unit or a string with a unit, range-checked after conversion. */
+function quantity(kind: 'bytes' | 'duration', min: number, max = Number.MAX_SAFE_INTEGER) {
+  const parse = kind === 'bytes' ? parseBytes : parseDuration;
+  const unit = kind === 'bytes' ? ' bytes' : ' ms';
+  const example =
+    kind === 'bytes' ? 'a byte size such as 65536 or 64KiB' : 'a duration such as 500, 250ms or 5s';
+  return z
+    .custom<string | number>((v) => typeof v === 'string' || typeof v === 'number', {
+      error: (iss) =>
+        iss.input === undefined ? 'required' : `expected ${example} (got ${describeValue(iss.input)})`,
+    })
+    .transform((v, ctx) => {
+      let n: number;
+      try {
+        n = parse(v);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message, input: v });
+        return z.NEVER;
+      }
+      if (n < min) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be at least ${min}${unit} (got ${describeValue(v)})`,
+          input: v,
+        });
+        return z.NEVER;
+      }
+      if (n > max) {
+        const why = max === MAX_TIMER_MS ? ', the longest timer Node supports' : '';
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be at most ${max}${unit}${why} (got ${describeValue(v)})`,
+          input: v,
+        });
+        return z.NEVER;
+      }
+      return n;
+    });
+}
+
+const bytes = (min = 1) => quantity('bytes', min);
+/** A delay handed to a timer, so capped at what setTimeout honours. */
+const timerMs = (min = 0) => quantity('duration', min, MAX_TIMER_MS);
+
+const httpUrl = z.string().refine(
+  (s) => {
+    if (!URL.canParse(s)) return false;
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  },
+  { error: (iss) => `must be an http(s) URL (got ${describeValue(iss.input)})` },
+);
+
+const topicFilter = z.string().superRefine((filter, ctx) => {
+  const problem = validateTopicFilter(filter);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem, input: filter });
+});
+
+const headers = z.record(z.string(), z.string()).superRefine((h, ctx) => {
+  for (const [name, value] of Object.entries(h)) {
+    if (!HEADER_NAME.test(name)) {
+      ctx.addIssue({ code: 'custom', path: [name], message: 'is not a valid HTTP header name', input: name });
+    } else if (/[\r\n\0]/.test(value)) {
+      ctx.addIssue({ code: 'custom', path: [name], message: 'must not contain CR, LF or NUL', input: value });
+    }
+  }
+});
+
+const retry = section({
+  minMs: timerMs().prefault(100),
+  maxMs: timerMs(1).prefault(30_000),
+}).refine((r) => r.minMs <= r.maxMs, {
+  path: ['minMs'],
+  error: (iss) => {
+    const r = iss.input as { minMs: number; maxMs: number };
+    return `must be <= maxMs (got ${r.minMs} > ${r.maxMs})`;
+  },
+});
+
+const httpSink = z.strictObject({
+  name: z.string().regex(SINK_NAME, {
+    error: (iss) => `must match [A-Za-z0-9_.-]+ (got ${describeValue(iss.input)})`,
+  }),
+  type: z.literal('http'),
+  url: httpUrl,
+  routes: z
+    .array(topicFilter)
+    .min(1, { error: 'must list at least one topic filter ("#" for everything)' })
+    .default(() => ['#']),
+  headers: headers.optional(),
+  payloadEncoding: z.enum(PAYLOAD_ENCODINGS).default('base64'),
+  timeoutMs: timerMs(1).prefault('10s'),
+  batch: section({
+    maxRecords: integer(1).default(500),
+    maxBytes: bytes().prefault('1MiB'),
+    lingerMs: timerMs().prefault(5),
+  }),
+  retry,
+});
+
+// A union on `type` so further sink kinds ('grpc', 'mqtt-bridge') slot in as new options.
+const sink = z.discriminatedUnion('type', [httpSink], {
+  error: (iss) => {
+    if (iss.code !== 'invalid_union' || !('options' in iss)) return undefined;
+    const options = (iss.options as unknown[]).join('|');
+    const type = isRecord(iss.input) ? iss.input.type : undefined;
+    return type === undefined
+      ? `required (one of ${options})`
+      : `expected one of ${options} (got ${describeValue(type)})`;
+  },
+});
+
+const sinks = z.preprocess(
+  nullToUndefined,
+  z
+    .array(sink)
+    .superRefine(
+      (list, ctx) => {
+        // Names key delivery cursors and metrics, so two sinks must never share one.
+        const seen = new Map<string, number>();
+        (list as unknown[]).forEach((s, i) => {
+          // Elements may be unparsed here (see `when`), hence the guard.
+          if (!isRecord(s) || typeof s.name !== 'string') return;
+          const first = seen.get(s.name);
+          if (first === undefined) seen.set(s.name, i);
+          else {
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, 'name'],
+              message: `duplicate sink name ${describeValue(s.name)} (also used by sinks[${first}])`,
+              input: s.name,
+            });
+          }
+        });
+      },
+      // Run even when some sink is invalid, so a duplicate is reported with the other problems.
+      { when: (payload) => Array.isArray(payload.value) },
+    )
+    .default(() => []),
+);
+
+export const configSchema = z.preprocess(
+  nullToUndefined,
+  z
+    .strictObject({
+      node: section({ id: nonEmpty().default(() => os.hostname()) }),
+      journal: section({
+        path: nonEmpty().default('./data'),
+        maxBytes: bytes().prefault('1GiB'),
+        onFull: z.enum(ON_FULL_POLICIES).default('drop-oldest'),
+        // Not a timer (records are aged against their timestamps), so no setTimeout cap.
+        ttl: z.preprocess(nullToUndefined, quantity('duration', 1).optional()),
+        fsync: z.boolean().default(false),
+        groupCommit: section({
+          maxRecords: integer(1).default(4096),
+          maxDelayMs: timerMs().prefault(2),
+        }),
+        lockWaitMs: timerMs().prefault('30s'),
+      }),
+      mqtt: section({
+        enabled: z.boolean().default(true),
+        host: nonEmpty().default('0.0.0.0'),
+        port: port().default(1883),
+        maxPacketBytes: bytes().prefault('256KiB'),
+      }),
+      admin: section({
+        enabled: z.boolean().default(true),
+        host: nonEmpty().default('0.0.0.0'),
+        port: port().default(8080),
+      }),
+      log: section({ level: z.enum(LOG_LEVELS).default('info') }),
+      shutdown: section({ drainTimeoutMs: timerMs().prefault('10s') }),
+      sinks,
+    })
+    .prefault({}),
+);
+
+/** The parsed configuration: defaults filled in, byte sizes in bytes, durations in ms. */
+export type Config = z.output<typeof configSchema>;
+export type SinkConfig = Config['sinks'][number];
+export type HttpSinkConfig = Extract<SinkConfig, { type: 'http' }>;
+export type LogLevel = Config['log']['level'];

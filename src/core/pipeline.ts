@@ -1,0 +1,49 @@
+import type { RecordInput, StoredRecord } from './record.ts';
+
+/**
+ * Called once a record is committed (`err` null, `seq` its journal sequence) or refused (`err`
+ * set: journal full under `reject`, write failure, closed). One named function per source is
+ * passed with a small state object, so the hot path allocates no closure per message.
+ */
+export type AppendCallback<S> = (err: Error | null, seq: number, state: S) => void;
+
+/** What a source writes to: the journal, seen through the only call a source needs. */
+export interface RecordAppender {
+  /** Queues `rec` for the next group commit. `cb` runs after the commit; pass null for fire-and-forget. */
+  append<S>(rec: RecordInput, cb: AppendCallback<S> | null, state: S): void;
+}
+
+/**
+ * A source of records (MQTT broker, CoAP server, Modbus poller).
+ *
+ * Lifecycle: the constructor does no I/O; `start()` binds listeners or begins polling and
+ * resolves when the source is ready to accept data; `stop()` stops intake (closes listeners,
+ * refuses new messages) and resolves when no more appends will come from it.
+ */
+export interface Source {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Bound addresses, for logs and tests that listen on port 0. */
+  addresses(): Record<string, string | number>;
+}
+
+/** A batch handed to a sink: records in journal order, all matching the sink's routes. */
+export interface OutboundBatch {
+  /** Journal epoch: record id = `${epoch}-${seq}`. */
+  epoch: string;
+  records: readonly StoredRecord[];
+}
+
+/**
+ * An upstream destination. `send` resolves when the upstream acknowledged the whole batch; it
+ * rejects with a `SinkSendError` (retryable or not) otherwise, and must give up when `signal`
+ * aborts (the dispatcher's deadline or shutdown). The dispatcher owns ordering, batching, retry
+ * and cursors; a sink only turns a batch into one upstream call.
+ */
+export interface Sink {
+  readonly name: string;
+  readonly type: string;
+  send(batch: OutboundBatch, signal: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}

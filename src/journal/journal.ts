@@ -1,0 +1,662 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdirSync, renameSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Level } from 'level';
+import { JournalClosedError, JournalFullError, JournalWriteError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { AppendCallback, RecordAppender } from '../core/pipeline.ts';
+import { encodeRecord, type RecordInput, type StoredRecord } from '../core/record.ts';
+import {
+  CURSORS_GTE,
+  CURSORS_LT,
+  cursorKey,
+  deadLetterKey,
+  deadLetterPrefix,
+  META_CUM_BYTES,
+  META_EPOCH,
+  META_NEXT_SEQ,
+  metaDeadLetterCount,
+  prefixEnd,
+  RECORD_KEY_BYTES,
+  RECORDS_GTE,
+  RECORDS_LT,
+  readSeq,
+  recordKey,
+  seqOfRecordKey,
+  seqValue,
+} from './keys.ts';
+import { TailCache } from './tail-cache.ts';
+import { sealValue, VALUE_HEADER_BYTES, valueBody, valueCum, valueIntact, valueTs } from './value.ts';
+
+export interface JournalOptions {
+  path: string;
+  /** Disk budget: record keys plus values. */
+  maxBytes: number;
+  onFull: 'drop-oldest' | 'reject';
+  /** Records older than this (ms) are dropped and never read again. */
+  ttlMs?: number;
+  /** Make every group commit a synchronous (fsync'd) LevelDB write: survives power loss. */
+  fsync: boolean;
+  groupCommit: { maxRecords: number; maxDelayMs: number };
+  /** How long to wait for another process's LevelDB lock (a rolling update on one hostPath). */
+  lockWaitMs: number;
+  /** In-memory tail for sinks that keep up. */
+  tailRecords?: number;
+  tailBytes?: number;
+}
+
+/** Counters read by the metrics collector at scrape time: the hot path only increments fields. */
+export interface JournalCounters {
+  appended: number;
+  committedBatches: number;
+  rejected: number;
+  writeErrors: number;
+  droppedFull: number;
+  droppedTtl: number;
+  corrupt: number;
+  quarantined: number;
+  deadLettered: number;
+}
+
+export interface DeadLetter {
+  n: number;
+  seq: number;
+  at: number;
+  reason: string;
+  body: Buffer;
+}
+
+interface Pending {
+  values: Buffer[];
+  ts: number[];
+  cbs: (AppendCallback<unknown> | null)[];
+  states: unknown[];
+  bytes: number;
+}
+
+function newPending(): Pending {
+  return { values: [], ts: [], cbs: [], states: [], bytes: 0 };
+}
+
+type Db = Level<Buffer, Buffer>;
+
+const DROP_CHUNK_FRACTION = 0.05;
+
+/**
+ * The durable, ordered record log. One writer (group commit: at most one LevelDB batch in
+ * flight; everything appended meanwhile goes into the next one), many readers by seq, named
+ * cursors that decide what may be trimmed.
+ *
+ * Invariants: committed records occupy exactly the seqs [firstSeq, lastSeq] with no holes; seqs
+ * are never reused (the next seq is persisted in every batch, so trimming everything keeps it);
+ * bytes = cum(lastSeq + 1) - cum(firstSeq), from ledger values, never by scanning.
+ *
+ * Events: 'commit' (lastSeq) after every group commit.
+ */
+export class Journal extends EventEmitter implements RecordAppender {
+  readonly epoch: string;
+  readonly path: string;
+  readonly counters: JournalCounters = {
+    appended: 0,
+    committedBatches: 0,
+    rejected: 0,
+    writeErrors: 0,
+    droppedFull: 0,
+    droppedTtl: 0,
+    corrupt: 0,
+    quarantined: 0,
+    deadLettered: 0,
+  };
+
+  private readonly db: Db;
+  private readonly opts: JournalOptions;
+  private readonly log: Logger;
+  private firstSeq: number;
+  private lastSeq: number;
+  private firstCum: number;
+  private nextCum: number;
+  private readonly cursors = new Map<string, number>();
+  private readonly deadLetterCounts = new Map<string, number>();
+  private readonly tail: TailCache;
+  private pending = newPending();
+  private writing = false;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private writeIdle: Promise<void> = Promise.resolve();
+  private writeIdleResolve: (() => void) | null = null;
+  private trimTimer: NodeJS.Timeout | null = null;
+  private trimming: Promise<void> = Promise.resolve();
+  private ttlTimer: NodeJS.Timeout | null = null;
+
+  private constructor(db: Db, opts: JournalOptions, log: Logger, state: OpenState) {
+    super();
+    this.db = db;
+    this.opts = opts;
+    this.log = log;
+    this.path = opts.path;
+    this.epoch = state.epoch;
+    this.firstSeq = state.firstSeq;
+    this.lastSeq = state.lastSeq;
+    this.firstCum = state.firstCum;
+    this.nextCum = state.nextCum;
+    for (const [k, v] of state.cursors) this.cursors.set(k, v);
+    this.tail = new TailCache(opts.tailRecords ?? 65_536, opts.tailBytes ?? 32 * 1024 * 1024);
+    this.counters.quarantined = state.quarantined;
+  }
+
+  /**
+   * Opens (or creates) the journal at `opts.path`. A held lock is waited for up to
+   * `lockWaitMs`; a database that cannot be opened for corruption or torn files is moved aside
+   * (`<path>.corrupt-<time>`) and a fresh one started, so the daemon comes up instead of
+   * crash-looping.
+   */
+  static async open(opts: JournalOptions, log: Logger): Promise<Journal> {
+    let quarantined = 0;
+    const deadline = Date.now() + opts.lockWaitMs;
+    let lockLogged = false;
+    for (;;) {
+      mkdirSync(opts.path, { recursive: true });
+      const db: Db = new Level<Buffer, Buffer>(opts.path, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+      try {
+        await db.open();
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+        if (cause?.code === 'LEVEL_LOCKED') {
+          if (Date.now() >= deadline) {
+            throw new Error(
+              `journal ${opts.path} is locked by another process (waited ${opts.lockWaitMs} ms)`,
+              {
+                cause: err,
+              },
+            );
+          }
+          if (!lockLogged) log.warn({ path: opts.path }, 'journal is locked by another process, waiting');
+          lockLogged = true;
+          await sleep(250);
+          continue;
+        }
+        if (isDamaged(cause) && quarantined === 0) {
+          const aside = `${opts.path}.corrupt-${Date.now()}`;
+          renameSync(opts.path, aside);
+          quarantined++;
+          log.error(
+            { path: opts.path, movedTo: aside, reason: cause?.message },
+            'journal could not be opened; moved aside, starting a fresh one',
+          );
+          continue;
+        }
+        throw new Error(
+          `journal ${opts.path} could not be opened: ${cause?.message ?? (err as Error).message}`,
+          {
+            cause: err,
+          },
+        );
+      }
+      const state = await readOpenState(db);
+      state.quarantined = quarantined;
+      const journal = new Journal(db, opts, log, state);
+      journal.startTtlSweeps();
+      return journal;
+    }
+  }
+
+  // ---- append (the hot path) -------------------------------------------------------------
+
+  append<S>(rec: RecordInput, cb: AppendCallback<S> | null, state: S): void {
+    if (this.closed) {
+      if (cb) process.nextTick(cb, new JournalClosedError(), 0, state);
+      return;
+    }
+    const value = encodeRecord(rec, VALUE_HEADER_BYTES);
+    const p = this.pending;
+    p.values.push(value);
+    p.ts.push(rec.ts);
+    p.cbs.push(cb as AppendCallback<unknown> | null);
+    p.states.push(state);
+    p.bytes += value.length + RECORD_KEY_BYTES;
+    if (this.writing) return;
+    if (p.values.length >= this.opts.groupCommit.maxRecords) {
+      this.flush();
+    } else if (this.flushTimer === null) {
+      this.flushTimer = setTimeout(this.onFlushTimer, this.opts.groupCommit.maxDelayMs);
+    }
+  }
+
+  private readonly onFlushTimer = (): void => {
+    this.flushTimer = null;
+    if (!this.writing) this.flush();
+  };
+
+  private flush(): void {
+    if (this.flushTimer !== null) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+    }
+    const batch = this.pending;
+    if (batch.values.length === 0) return;
+    this.pending = newPending();
+    this.writing = true;
+    this.writeIdle = new Promise((resolve) => {
+      this.writeIdleResolve = resolve;
+    });
+    this.commit(batch).then(this.afterCommit, this.afterCommit);
+  }
+
+  private readonly afterCommit = (): void => {
+    this.writing = false;
+    if (this.pending.values.length > 0) {
+      this.flush();
+      return;
+    }
+    const resolve = this.writeIdleResolve;
+    this.writeIdleResolve = null;
+    resolve?.();
+  };
+
+  private async commit(batch: Pending): Promise<void> {
+    let accept = batch.values.length;
+    if (this.bytes() + batch.bytes > this.opts.maxBytes) {
+      if (this.opts.onFull === 'drop-oldest') {
+        await this.dropOldest(this.bytes() + batch.bytes - this.opts.maxBytes);
+      } else {
+        // Accept the prefix that fits; refuse the rest (their sources send no ack).
+        let room = this.opts.maxBytes - this.bytes();
+        accept = 0;
+        while (accept < batch.values.length && batch.values[accept].length + RECORD_KEY_BYTES <= room) {
+          room -= batch.values[accept].length + RECORD_KEY_BYTES;
+          accept++;
+        }
+        if (accept < batch.values.length) {
+          const err = new JournalFullError(this.opts.maxBytes);
+          this.counters.rejected += batch.values.length - accept;
+          for (let i = accept; i < batch.values.length; i++) batch.cbs[i]?.(err, 0, batch.states[i]);
+        }
+      }
+    }
+    if (accept === 0) return;
+    const seq0 = this.lastSeq + 1;
+    let cum = this.nextCum;
+    const ops: { type: 'put'; key: Buffer; value: Buffer }[] = new Array(accept + 2);
+    for (let i = 0; i < accept; i++) {
+      const v = batch.values[i];
+      sealValue(v, cum, batch.ts[i]);
+      cum += v.length + RECORD_KEY_BYTES;
+      ops[i] = { type: 'put', key: recordKey(seq0 + i), value: v };
+    }
+    const last = seq0 + accept - 1;
+    ops[accept] = { type: 'put', key: META_NEXT_SEQ, value: seqValue(last + 1) };
+    ops[accept + 1] = { type: 'put', key: META_CUM_BYTES, value: doubleValue(cum) };
+    try {
+      await this.db.batch(ops, { sync: this.opts.fsync });
+    } catch (cause) {
+      // Nothing of this batch is committed and no state moved: the next batch reuses these seqs,
+      // so the log stays gap-free. Sources get the error and send no ack.
+      this.counters.writeErrors++;
+      const err = new JournalWriteError(cause);
+      this.log.error({ err: (cause as Error).message, records: accept }, 'journal group commit failed');
+      for (let i = 0; i < accept; i++) batch.cbs[i]?.(err, 0, batch.states[i]);
+      return;
+    }
+    if (this.firstSeq > this.lastSeq) {
+      this.firstSeq = seq0;
+      this.firstCum = this.nextCum;
+    }
+    this.lastSeq = last;
+    this.nextCum = cum;
+    this.counters.appended += accept;
+    this.counters.committedBatches++;
+    for (let i = 0; i < accept; i++) {
+      const v = batch.values[i];
+      this.tail.push({ seq: seq0 + i, ts: batch.ts[i], body: valueBody(v) });
+    }
+    for (let i = 0; i < accept; i++) batch.cbs[i]?.(null, seq0 + i, batch.states[i]);
+    this.emit('commit', last);
+  }
+
+  // ---- reading ---------------------------------------------------------------------------
+
+  /** Oldest retained seq; greater than `lastCommittedSeq` when the journal is empty. */
+  get firstRetainedSeq(): number {
+    return this.firstSeq;
+  }
+
+  get lastCommittedSeq(): number {
+    return this.lastSeq;
+  }
+
+  /** Retained records. */
+  get records(): number {
+    return this.lastSeq - this.firstSeq + 1;
+  }
+
+  bytes(): number {
+    return this.records > 0 ? this.nextCum - this.firstCum : 0;
+  }
+
+  /** Records older than this ts (ms) are expired; 0 without a TTL. */
+  expiryCutoff(now = Date.now()): number {
+    return this.opts.ttlMs ? now - this.opts.ttlMs : 0;
+  }
+
+  /**
+   * Reads committed records with seq >= `fromSeq` (clamped to the oldest retained), at most
+   * `maxRecords` and about `maxBytes` of bodies (at least one record). Served from memory when the
+   * reader keeps up, from disk otherwise. Records failing their checksum are counted and skipped.
+   */
+  async read(fromSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
+    const out: StoredRecord[] = [];
+    const from = Math.max(fromSeq, this.firstSeq);
+    if (from > this.lastSeq) return out;
+    if (this.tail.covers(from)) {
+      this.tail.read(from, maxRecords, maxBytes, out);
+      return out;
+    }
+    const it = this.db.iterator({ gte: recordKey(from), lte: recordKey(this.lastSeq) });
+    try {
+      let bytes = 0;
+      while (out.length < maxRecords && bytes < maxBytes) {
+        const entries = await it.nextv(Math.min(1000, maxRecords - out.length));
+        if (entries.length === 0) break;
+        for (const [key, value] of entries) {
+          if (!valueIntact(value)) {
+            this.counters.corrupt++;
+            continue;
+          }
+          const body = valueBody(value);
+          out.push({ seq: seqOfRecordKey(key), ts: valueTs(value), body });
+          bytes += body.length;
+          if (bytes >= maxBytes) break;
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    return out;
+  }
+
+  /** Ingest ts of the record at `seq`, if retained: the age of a sink's oldest undelivered record. */
+  async tsAt(seq: number): Promise<number | undefined> {
+    if (seq < this.firstSeq || seq > this.lastSeq) return undefined;
+    if (this.tail.covers(seq)) {
+      const out: StoredRecord[] = [];
+      this.tail.read(seq, 1, 1, out);
+      return out[0]?.ts;
+    }
+    const v = await this.db.get(recordKey(seq));
+    return v && valueIntact(v) ? valueTs(v) : undefined;
+  }
+
+  get maxBytes(): number {
+    return this.opts.maxBytes;
+  }
+
+  // ---- cursors and trimming --------------------------------------------------------------
+
+  /**
+   * Registers a named cursor (a sink, a durable consumer). A new one starts before the oldest
+   * retained record, so a newly configured sink receives what is buffered. Returns its position:
+   * the last seq it is done with.
+   */
+  async openCursor(name: string): Promise<number> {
+    const existing = this.cursors.get(name);
+    if (existing !== undefined) return existing;
+    const pos = this.firstSeq - 1;
+    this.cursors.set(name, pos);
+    await this.db.put(cursorKey(name), seqValue(pos));
+    return pos;
+  }
+
+  cursor(name: string): number | undefined {
+    return this.cursors.get(name);
+  }
+
+  cursorNames(): string[] {
+    return [...this.cursors.keys()];
+  }
+
+  /** Moves a cursor forward (never back) and persists it; trimming follows shortly after. */
+  async commitCursor(name: string, seq: number): Promise<void> {
+    const cur = this.cursors.get(name);
+    if (cur !== undefined && seq <= cur) return;
+    this.cursors.set(name, seq);
+    await this.db.put(cursorKey(name), seqValue(seq));
+    this.scheduleTrim();
+  }
+
+  async removeCursor(name: string): Promise<void> {
+    if (!this.cursors.delete(name)) return;
+    await this.db.del(cursorKey(name));
+    this.scheduleTrim();
+  }
+
+  private scheduleTrim(): void {
+    if (this.trimTimer !== null || this.closed) return;
+    this.trimTimer = setTimeout(() => {
+      this.trimTimer = null;
+      this.trimming = this.trim().catch((err) => this.log.warn({ err: err.message }, 'journal trim failed'));
+    }, 100);
+  }
+
+  /** Deletes records every cursor has passed. Without cursors nothing is trimmed. */
+  async trim(): Promise<void> {
+    if (this.cursors.size === 0) return;
+    let min = Number.POSITIVE_INFINITY;
+    for (const v of this.cursors.values()) min = Math.min(min, v);
+    const upTo = Math.min(min, this.lastSeq);
+    if (upTo < this.firstSeq) return;
+    await this.deleteBefore(upTo + 1);
+  }
+
+  /** Removes [firstSeq, seq) in one range delete and moves the ledger's first position. */
+  private async deleteBefore(seq: number): Promise<number> {
+    const from = this.firstSeq;
+    if (seq <= from) return 0;
+    const newFirstCum = seq > this.lastSeq ? this.nextCum : await this.cumAt(seq);
+    // A TTL sweep and a budget drop may race; the position only ever moves forward.
+    if (seq <= this.firstSeq) return 0;
+    this.firstSeq = seq;
+    this.firstCum = newFirstCum;
+    this.tail.dropBefore(seq);
+    await this.db.clear({ gte: recordKey(from), lt: recordKey(seq) });
+    return seq - from;
+  }
+
+  private async cumAt(seq: number): Promise<number> {
+    const v = await this.db.get(recordKey(seq));
+    return v && valueIntact(v) ? valueCum(v) : this.firstCum;
+  }
+
+  /**
+   * Frees at least `needed` bytes (and a twentieth of the budget, so a full journal does not pay
+   * a range delete per batch) from the oldest records, by binary search on the cumulative
+   * offsets in the record headers.
+   */
+  private async dropOldest(needed: number): Promise<void> {
+    const target = this.firstCum + Math.max(needed, this.opts.maxBytes * DROP_CHUNK_FRACTION);
+    const upTo = await this.searchSeq((v) => valueCum(v) >= target);
+    const dropped = await this.deleteBefore(upTo);
+    if (dropped > 0) {
+      this.counters.droppedFull += dropped;
+      this.log.warn({ dropped, maxBytes: this.opts.maxBytes }, 'journal full: dropped oldest records');
+    }
+  }
+
+  /** Smallest retained seq whose value satisfies `pred` (monotone), or lastSeq + 1. */
+  private async searchSeq(pred: (value: Buffer) => boolean): Promise<number> {
+    let lo = this.firstSeq;
+    let hi = this.lastSeq + 1;
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const v = await this.db.get(recordKey(mid));
+      if (v === undefined || !valueIntact(v) || pred(v)) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  private startTtlSweeps(): void {
+    const ttl = this.opts.ttlMs;
+    if (!ttl) return;
+    const every = Math.max(50, Math.min(ttl / 10, 1000));
+    this.ttlTimer = setInterval(() => {
+      this.trimming = this.trimming.then(() => this.sweepExpired()).then(noop, noop);
+    }, every);
+    this.ttlTimer.unref();
+  }
+
+  /** Drops records past their TTL: counted, and never read again. */
+  async sweepExpired(): Promise<number> {
+    const cutoff = this.expiryCutoff();
+    if (cutoff === 0 || this.records === 0 || this.closed) return 0;
+    const upTo = await this.searchSeq((v) => valueTs(v) >= cutoff);
+    const dropped = await this.deleteBefore(upTo);
+    if (dropped > 0) {
+      this.counters.droppedTtl += dropped;
+      this.log.info({ dropped, ttlMs: this.opts.ttlMs }, 'journal: dropped records past their ttl');
+    }
+    return dropped;
+  }
+
+  // ---- dead letters ----------------------------------------------------------------------
+
+  /** Keeps records a sink's upstream refused for good, with the reason, for inspection. */
+  async deadLetter(sink: string, records: readonly StoredRecord[], reason: string): Promise<void> {
+    if (records.length === 0) return;
+    let n = this.deadLetterCounts.get(sink) ?? (await this.readDeadLetterCount(sink));
+    const reasonBuf = Buffer.from(reason);
+    const ops: { type: 'put'; key: Buffer; value: Buffer }[] = [];
+    const at = Date.now();
+    for (const r of records) {
+      n++;
+      const v = Buffer.allocUnsafe(2 + reasonBuf.length + 8 + 8 + r.body.length);
+      v.writeUInt16BE(reasonBuf.length, 0);
+      reasonBuf.copy(v, 2);
+      let pos = 2 + reasonBuf.length;
+      v.writeDoubleBE(at, pos);
+      pos += 8;
+      v.writeDoubleBE(r.seq, pos);
+      pos += 8;
+      r.body.copy(v, pos);
+      ops.push({ type: 'put', key: deadLetterKey(sink, n), value: v });
+    }
+    ops.push({ type: 'put', key: metaDeadLetterCount(sink), value: seqValue(n) });
+    await this.db.batch(ops, { sync: this.opts.fsync });
+    this.deadLetterCounts.set(sink, n);
+    this.counters.deadLettered += records.length;
+  }
+
+  private async readDeadLetterCount(sink: string): Promise<number> {
+    const v = await this.db.get(metaDeadLetterCount(sink));
+    return v ? readSeq(v, 0) : 0;
+  }
+
+  async deadLetterCount(sink: string): Promise<number> {
+    return this.deadLetterCounts.get(sink) ?? (await this.readDeadLetterCount(sink));
+  }
+
+  async listDeadLetters(sink: string, limit: number): Promise<DeadLetter[]> {
+    const prefix = deadLetterPrefix(sink);
+    const out: DeadLetter[] = [];
+    for await (const [key, v] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix), limit })) {
+      const rlen = v.readUInt16BE(0);
+      const reason = v.toString('utf8', 2, 2 + rlen);
+      let pos = 2 + rlen;
+      const at = v.readDoubleBE(pos);
+      pos += 8;
+      const seq = v.readDoubleBE(pos);
+      pos += 8;
+      out.push({ n: readSeq(key, prefix.length), seq, at, reason, body: v.subarray(pos) });
+    }
+    return out;
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------
+
+  /** Resolves once everything appended so far is committed (or has failed). */
+  async sync(): Promise<void> {
+    while (this.writing || this.pending.values.length > 0) {
+      if (!this.writing) this.flush();
+      await this.writeIdle;
+    }
+  }
+
+  /** Commits what is pending, waits for the write in flight, and closes LevelDB. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.sync();
+    this.closed = true;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.trimTimer) clearTimeout(this.trimTimer);
+    if (this.ttlTimer) clearInterval(this.ttlTimer);
+    await this.trimming;
+    await this.db.close();
+  }
+}
+
+interface OpenState {
+  epoch: string;
+  firstSeq: number;
+  lastSeq: number;
+  firstCum: number;
+  nextCum: number;
+  cursors: Map<string, number>;
+  quarantined: number;
+}
+
+function doubleValue(n: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeDoubleBE(n, 0);
+  return b;
+}
+
+function isDamaged(cause: { code?: string; message?: string } | undefined): boolean {
+  if (!cause) return false;
+  if (cause.code === 'LEVEL_CORRUPTION') return true;
+  // Torn or missing files (a MANIFEST named by CURRENT that is gone) surface as I/O errors;
+  // permissions and a full disk also do, and moving the journal aside would not help those.
+  const msg = cause.message ?? '';
+  return cause.code === 'LEVEL_IO_ERROR' && !/Permission denied|No space left|Read-only/i.test(msg);
+}
+
+/**
+ * Start-up state from the ledger and the two ends of the record range: a constant number of
+ * reads, whatever the backlog.
+ */
+async function readOpenState(db: Db): Promise<OpenState> {
+  let epochBuf = await db.get(META_EPOCH);
+  if (!epochBuf) {
+    epochBuf = Buffer.from(randomBytes(6).toString('hex'));
+    await db.put(META_EPOCH, epochBuf, { sync: true });
+  }
+  const nextSeqBuf = await db.get(META_NEXT_SEQ);
+  const cumBuf = await db.get(META_CUM_BYTES);
+  let lastSeq = nextSeqBuf ? readSeq(nextSeqBuf, 0) - 1 : 0;
+  let nextCum = cumBuf ? cumBuf.readDoubleBE(0) : 0;
+  const lastEntry = await db.iterator({ gte: RECORDS_GTE, lt: RECORDS_LT, reverse: true, limit: 1 }).all();
+  if (lastEntry.length > 0) {
+    // The ledger is written in the same batch as the records, so it should agree; trust the
+    // larger in case of a ledger from an older layout.
+    const [key, value] = lastEntry[0];
+    const seq = seqOfRecordKey(key);
+    if (seq > lastSeq) {
+      lastSeq = seq;
+      if (valueIntact(value)) nextCum = valueCum(value) + value.length + RECORD_KEY_BYTES;
+    }
+  }
+  let firstSeq = lastSeq + 1;
+  let firstCum = nextCum;
+  const firstEntry = await db.iterator({ gte: RECORDS_GTE, lt: RECORDS_LT, limit: 1 }).all();
+  if (firstEntry.length > 0) {
+    const [key, value] = firstEntry[0];
+    firstSeq = seqOfRecordKey(key);
+    firstCum = valueIntact(value) ? valueCum(value) : nextCum;
+  }
+  const cursors = new Map<string, number>();
+  for await (const [key, value] of db.iterator({ gte: CURSORS_GTE, lt: CURSORS_LT })) {
+    cursors.set(key.toString('utf8', 1), readSeq(value, 0));
+  }
+  return { epoch: epochBuf.toString(), firstSeq, lastSeq, firstCum, nextCum, cursors, quarantined: 0 };
+}
+
+function noop(): void {}

@@ -1,0 +1,78 @@
+// Key layout of the journal's one LevelDB database. One-byte prefixes keep the spaces apart;
+// sequence numbers are 8-byte big-endian so that byte order is numeric order.
+//
+//   'r' seq                 record value (see value.ts)
+//   'c' name                cursor: last seq the consumer is done with (8 bytes)
+//   'd' sink 0x00 dlseq     dead-lettered record
+//   'm' name                ledger: epoch, next seq, cumulative bytes, dead-letter counters
+
+const R = 0x72;
+const C = 0x63;
+const D = 0x64;
+const M = 0x6d;
+
+export function writeSeq(buf: Buffer, pos: number, seq: number): void {
+  buf.writeUInt32BE(Math.floor(seq / 0x1_0000_0000), pos);
+  buf.writeUInt32BE(seq >>> 0, pos + 4);
+}
+
+export function readSeq(buf: Buffer, pos: number): number {
+  return buf.readUInt32BE(pos) * 0x1_0000_0000 + buf.readUInt32BE(pos + 4);
+}
+
+export function recordKey(seq: number): Buffer {
+  const k = Buffer.allocUnsafe(9);
+  k[0] = R;
+  writeSeq(k, 1, seq);
+  return k;
+}
+
+export const RECORD_KEY_BYTES = 9;
+export const RECORDS_LT = Buffer.from([R + 1]);
+export const RECORDS_GTE = Buffer.from([R]);
+
+export function seqOfRecordKey(key: Buffer): number {
+  return readSeq(key, 1);
+}
+
+export function cursorKey(name: string): Buffer {
+  return Buffer.concat([Buffer.from([C]), Buffer.from(name)]);
+}
+export const CURSORS_GTE = Buffer.from([C]);
+export const CURSORS_LT = Buffer.from([C + 1]);
+
+export function seqValue(seq: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  writeSeq(b, 0, seq);
+  return b;
+}
+
+export function deadLetterPrefix(sink: string): Buffer {
+  return Buffer.concat([Buffer.from([D]), Buffer.from(sink), Buffer.from([0])]);
+}
+
+export function deadLetterKey(sink: string, n: number): Buffer {
+  const p = deadLetterPrefix(sink);
+  const k = Buffer.allocUnsafe(p.length + 8);
+  p.copy(k, 0);
+  writeSeq(k, p.length, n);
+  return k;
+}
+
+/** The key just past every key starting with `prefix`. */
+export function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  end[end.length - 1]++;
+  return end;
+}
+
+export function metaKey(name: string): Buffer {
+  return Buffer.concat([Buffer.from([M]), Buffer.from(name)]);
+}
+
+export const META_EPOCH = metaKey('epoch');
+export const META_NEXT_SEQ = metaKey('next-seq');
+export const META_CUM_BYTES = metaKey('cum-bytes');
+export function metaDeadLetterCount(sink: string): Buffer {
+  return metaKey(`dl-count/${sink}`);
+}

@@ -1,0 +1,150 @@
+// The composition root: the one module that knows every source, sink and api, and wires them to
+// the journal and the dispatchers.
+
+import type { Logger } from 'pino';
+import { AdminServer } from './admin/admin-server.ts';
+import type { Config } from './config/schema.ts';
+import type { Sink, Source } from './core/pipeline.ts';
+import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
+import { Journal } from './journal/journal.ts';
+import type { GatewayView } from './observability/gateway-view.ts';
+import { createMetricsRegistry } from './observability/metrics.ts';
+import { HttpSink } from './sinks/http/http-sink.ts';
+import { MqttBrokerSource } from './sources/mqtt-broker/mqtt-broker-source.ts';
+
+type SinkConfig = Config['sinks'][number];
+
+function createSink(cfg: SinkConfig): Sink {
+  switch (cfg.type) {
+    case 'http':
+      return new HttpSink({
+        name: cfg.name,
+        url: cfg.url,
+        headers: cfg.headers,
+        payloadEncoding: cfg.payloadEncoding,
+        timeoutMs: cfg.timeoutMs,
+      });
+  }
+}
+
+export class Gateway {
+  readonly view: GatewayView;
+  private readonly config: Config;
+  private readonly log: Logger;
+  private journal: Journal | null = null;
+  private readonly sources: (Source & { counters: object })[] = [];
+  private readonly dispatchers: SinkDispatcher[] = [];
+  private admin: AdminServer | null = null;
+  private listening = false;
+  private stopping: Promise<void> | null = null;
+
+  constructor(config: Config, log: Logger) {
+    this.config = config;
+    this.log = log;
+    this.view = {
+      nodeId: config.node.id,
+      startedAt: Date.now(),
+      journal: null,
+      sources: this.sources,
+      dispatchers: this.dispatchers,
+      ready: () => this.listening && this.journal !== null && this.stopping === null,
+    };
+  }
+
+  /** Admin first (so probes answer while the journal opens), then journal, sinks, sources. */
+  async start(): Promise<void> {
+    const c = this.config;
+    if (c.admin.enabled) {
+      this.admin = new AdminServer(
+        c.admin,
+        this.view,
+        createMetricsRegistry(this.view),
+        this.log.child({ component: 'admin' }),
+      );
+      await this.admin.start();
+    }
+    const journal = await Journal.open(
+      {
+        path: c.journal.path,
+        maxBytes: c.journal.maxBytes,
+        onFull: c.journal.onFull,
+        ttlMs: c.journal.ttl,
+        fsync: c.journal.fsync,
+        groupCommit: c.journal.groupCommit,
+        lockWaitMs: c.journal.lockWaitMs,
+      },
+      this.log.child({ component: 'journal' }),
+    );
+    this.journal = journal;
+    this.view.journal = journal;
+    this.log.info(
+      {
+        path: journal.path,
+        epoch: journal.epoch,
+        records: journal.records,
+        bytes: journal.bytes(),
+        lastSeq: journal.lastCommittedSeq,
+      },
+      'journal open',
+    );
+    await this.removeStaleSinkCursors(journal);
+
+    for (const sc of c.sinks) {
+      const d = new SinkDispatcher(
+        createSink(sc),
+        journal,
+        { routes: sc.routes, batch: sc.batch, retry: sc.retry, timeoutMs: sc.timeoutMs },
+        this.log.child({ component: 'dispatch' }),
+      );
+      await d.start();
+      this.dispatchers.push(d);
+    }
+
+    if (c.mqtt.enabled) {
+      const mqtt = new MqttBrokerSource(c.mqtt, journal, this.log.child({ component: 'mqtt' }));
+      await mqtt.start();
+      this.sources.push(mqtt);
+    }
+    this.listening = true;
+    this.log.info(
+      { sinks: c.sinks.map((s) => s.name), sources: this.sources.map((s) => s.name) },
+      'edgeferry ready',
+    );
+  }
+
+  /** A sink removed from the config must not hold back trimming forever. */
+  private async removeStaleSinkCursors(journal: Journal): Promise<void> {
+    const wanted = new Set(this.config.sinks.map((s) => SinkDispatcher.cursorNameOf(s.name)));
+    for (const name of journal.cursorNames()) {
+      if (name.startsWith('sink/') && !wanted.has(name)) {
+        await journal.removeCursor(name);
+        this.log.warn({ cursor: name }, 'sink no longer configured: removed its cursor');
+      }
+    }
+  }
+
+  /**
+   * Stop intake, commit what was accepted, give sinks `drainTimeoutMs` to deliver, close the
+   * journal. Safe to call twice.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const t0 = Date.now();
+    this.log.info({}, 'shutting down: intake stopped');
+    await Promise.all(
+      this.sources.map((s) =>
+        s.stop().catch((err) => this.log.warn({ source: s.name, err: err.message }, 'source stop failed')),
+      ),
+    );
+    await this.journal?.sync();
+    await Promise.all(this.dispatchers.map((d) => d.stop(this.config.shutdown.drainTimeoutMs)));
+    await this.journal?.close();
+    await this.admin?.stop();
+    const undelivered = this.dispatchers.map((d) => ({ sink: d.sink.name, backlog: d.status().backlog }));
+    this.log.info({ ms: Date.now() - t0, undelivered }, 'shutdown complete');
+  }
+}

@@ -1,0 +1,171 @@
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { GatewayView } from './gateway-view.ts';
+import { sinkReports } from './gateway-view.ts';
+import { type Sample, SampledMetric } from './sampled-metric.ts';
+
+const SINK_STATES = ['up', 'backoff', 'stalled', 'starting', 'stopped'];
+
+/** The Prometheus registry: process metrics plus gateway metrics sampled at scrape time. */
+export function createMetricsRegistry(view: GatewayView): Registry {
+  const reg = new Registry();
+  collectDefaultMetrics({ register: reg, prefix: 'edgeferry_' });
+  const add = (
+    name: string,
+    help: string,
+    type: 'counter' | 'gauge',
+    sample: () => Sample[] | Promise<Sample[]>,
+  ) => reg.registerMetric(new SampledMetric(name, help, type, sample) as never);
+
+  const perSource = (field: string) => () =>
+    view.sources.map((s) => ({
+      labels: { protocol: s.name },
+      value: (s.counters as Record<string, number>)[field] ?? 0,
+    }));
+  add(
+    'edgeferry_ingress_records_total',
+    'Records received from devices, by protocol.',
+    'counter',
+    perSource('received'),
+  );
+  add(
+    'edgeferry_ingress_refused_total',
+    'Records refused (journal full or write failure): never acknowledged.',
+    'counter',
+    perSource('refused'),
+  );
+  add(
+    'edgeferry_ingress_protocol_errors_total',
+    'Connections closed for malformed or oversize packets.',
+    'counter',
+    perSource('protocolErrors'),
+  );
+
+  const j = (f: (journal: NonNullable<GatewayView['journal']>) => Sample[]) => () =>
+    view.journal ? f(view.journal) : [];
+  const one = (value: number): Sample[] => [{ labels: {}, value }];
+  add(
+    'edgeferry_journal_records',
+    'Records retained in the journal.',
+    'gauge',
+    j((x) => one(x.records)),
+  );
+  add(
+    'edgeferry_journal_bytes',
+    'Bytes of retained records (keys and values).',
+    'gauge',
+    j((x) => one(x.bytes())),
+  );
+  add(
+    'edgeferry_journal_max_bytes',
+    'Disk budget of the journal.',
+    'gauge',
+    j((x) => one(x.maxBytes)),
+  );
+  add(
+    'edgeferry_journal_appended_total',
+    'Records committed to the journal.',
+    'counter',
+    j((x) => one(x.counters.appended)),
+  );
+  add(
+    'edgeferry_journal_commits_total',
+    'Group commits (LevelDB batches).',
+    'counter',
+    j((x) => one(x.counters.committedBatches)),
+  );
+  add(
+    'edgeferry_journal_dropped_total',
+    'Records dropped without delivery, by reason.',
+    'counter',
+    j((x) => [
+      { labels: { reason: 'full' }, value: x.counters.droppedFull },
+      { labels: { reason: 'ttl' }, value: x.counters.droppedTtl },
+      { labels: { reason: 'corrupt' }, value: x.counters.corrupt },
+    ]),
+  );
+  add(
+    'edgeferry_journal_rejected_total',
+    'Appends refused because the journal was full under onFull: reject.',
+    'counter',
+    j((x) => one(x.counters.rejected)),
+  );
+  add(
+    'edgeferry_journal_write_errors_total',
+    'Group commits that failed to write.',
+    'counter',
+    j((x) => one(x.counters.writeErrors)),
+  );
+  add(
+    'edgeferry_journal_quarantined_total',
+    'Journals moved aside at start-up because they could not be opened.',
+    'counter',
+    j((x) => one(x.counters.quarantined)),
+  );
+  add(
+    'edgeferry_journal_dead_lettered_total',
+    'Records moved to the dead-letter space.',
+    'counter',
+    j((x) => one(x.counters.deadLettered)),
+  );
+
+  const perSink =
+    (
+      field:
+        | 'backlog'
+        | 'delivered'
+        | 'retries'
+        | 'deadLettered'
+        | 'expired'
+        | 'drainRate'
+        | 'oldestUndeliveredAgeSeconds'
+        | 'secondsSinceLastSuccess',
+    ) =>
+    async () =>
+      (await sinkReports(view))
+        .filter((r) => r[field] !== null)
+        .map((r) => ({ labels: { sink: r.name }, value: r[field] as number }));
+  add(
+    'edgeferry_sink_backlog_records',
+    'Records between the sink cursor and the newest committed record.',
+    'gauge',
+    perSink('backlog'),
+  );
+  add(
+    'edgeferry_sink_delivered_total',
+    'Records the upstream acknowledged.',
+    'counter',
+    perSink('delivered'),
+  );
+  add('edgeferry_sink_retries_total', 'Failed sends that were retried.', 'counter', perSink('retries'));
+  add(
+    'edgeferry_sink_dead_lettered_total',
+    'Records the upstream refused for good (dead-lettered).',
+    'counter',
+    perSink('deadLettered'),
+  );
+  add(
+    'edgeferry_sink_expired_total',
+    'Records skipped because they passed their TTL.',
+    'counter',
+    perSink('expired'),
+  );
+  add('edgeferry_sink_drain_rate', 'Records per second delivered, smoothed.', 'gauge', perSink('drainRate'));
+  add(
+    'edgeferry_sink_oldest_undelivered_age_seconds',
+    'Age of the oldest record the sink has not delivered.',
+    'gauge',
+    perSink('oldestUndeliveredAgeSeconds'),
+  );
+  add(
+    'edgeferry_sink_last_success_age_seconds',
+    'Seconds since the last successful delivery.',
+    'gauge',
+    perSink('secondsSinceLastSuccess'),
+  );
+  add('edgeferry_sink_state', 'Sink state: 1 for the current one.', 'gauge', async () =>
+    (await sinkReports(view)).flatMap((r) =>
+      SINK_STATES.map((state) => ({ labels: { sink: r.name, state }, value: r.state === state ? 1 : 0 })),
+    ),
+  );
+  return reg;
+}

@@ -1,0 +1,197 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { Aedes, type AuthorizePublishHandler, type Client, type PublishPacket } from 'aedes';
+import { type Logger, ThrottledLog } from '../../core/logger.ts';
+import type { RecordAppender, Source } from '../../core/pipeline.ts';
+import type { RecordInput } from '../../core/record.ts';
+import { PacketSizeGuard } from './packet-size-guard.ts';
+
+export interface MqttBrokerOptions {
+  host: string;
+  port: number;
+  maxPacketBytes: number;
+}
+
+export interface MqttSourceCounters {
+  received: number;
+  /** Publishes the journal refused (full under `reject`, write error): never acknowledged. */
+  refused: number;
+  /** Connections closed for a malformed or oversize packet. */
+  protocolErrors: number;
+  connections: number;
+}
+
+type AuthorizeCallback = (err?: Error | null) => void;
+
+/**
+ * The embedded MQTT broker (aedes) on a TCP port. Every device PUBLISH becomes a record.
+ *
+ * Durability: records are appended in `authorizePublish`, which aedes runs before it writes the
+ * PUBACK/PUBREC; for QoS 1 and 2 its callback is held until the group commit, so the ack
+ * [MQTT-4.3.2-2] leaves only for a committed record. aedes handles every packet of one socket
+ * read concurrently, so a pipelining publisher's in-flight window shares one commit. QoS 0 is
+ * appended and released at once. A refused append closes the connection without an ack (MQTT
+ * 3.1.1 has no negative PUBACK); the publisher resends after reconnecting.
+ */
+export class MqttBrokerSource implements Source {
+  readonly name = 'mqtt';
+  readonly counters: MqttSourceCounters = { received: 0, refused: 0, protocolErrors: 0, connections: 0 };
+  private readonly opts: MqttBrokerOptions;
+  private readonly appender: RecordAppender;
+  private readonly log: Logger;
+  private broker: Aedes | null = null;
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  private readonly refusedLog = new ThrottledLog();
+  private readonly protocolLog = new ThrottledLog();
+  private accepting = false;
+
+  constructor(opts: MqttBrokerOptions, appender: RecordAppender, log: Logger) {
+    this.opts = opts;
+    this.appender = appender;
+    this.log = log;
+  }
+
+  /** The broker, for local delivery (gRPC Publish downlinks) once started. */
+  get aedes(): Aedes | null {
+    return this.broker;
+  }
+
+  async start(): Promise<void> {
+    const broker = await Aedes.createBroker({ authorizePublish: this.authorizePublish });
+    broker.on('clientError', this.onClientError);
+    broker.on('connectionError', this.onClientError);
+    this.broker = broker;
+    this.accepting = true;
+    const server = createServer(this.onConnection);
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.log.info(this.addresses(), 'mqtt listening');
+  }
+
+  addresses(): Record<string, string | number> {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : {};
+  }
+
+  async stop(): Promise<void> {
+    this.accepting = false;
+    const server = this.server;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of this.sockets) s.destroy();
+    const broker = this.broker;
+    if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
+  }
+
+  private readonly onConnection = (socket: Socket): void => {
+    if (!this.accepting || !this.broker) {
+      socket.destroy();
+      return;
+    }
+    this.counters.connections++;
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.setNoDelay(true);
+    guardPacketSizes(socket, new PacketSizeGuard(this.opts.maxPacketBytes), this);
+    this.broker.handle(socket);
+  };
+
+  /** Called by the size guard when a connection sends a packet over the limit. */
+  refuseOversize(socket: Socket, guard: PacketSizeGuard, verdict: string): void {
+    this.counters.protocolErrors++;
+    const suppressed = this.protocolLog.take();
+    if (suppressed >= 0) {
+      this.log.warn(
+        {
+          remote: socket.remoteAddress,
+          packetBytes: guard.offending,
+          maxPacketBytes: this.opts.maxPacketBytes,
+          verdict,
+          suppressed,
+        },
+        verdict === 'oversize'
+          ? 'mqtt packet over maxPacketBytes: connection closed'
+          : 'malformed mqtt packet: connection closed',
+      );
+    }
+    socket.destroy();
+  }
+
+  private readonly onClientError = (client: Client | null, err: Error): void => {
+    // Refused appends are logged where they happen; here the rest: parse errors, resets.
+    if ((err as { code?: string }).code?.startsWith('EF_')) return;
+    this.counters.protocolErrors++;
+    const suppressed = this.protocolLog.take();
+    if (suppressed >= 0) {
+      this.log.warn(
+        { client: client?.id ?? null, err: err.message, suppressed },
+        'mqtt connection closed on error',
+      );
+    }
+  };
+
+  private readonly authorizePublish: AuthorizePublishHandler = (client, packet, callback) => {
+    if (!this.accepting) {
+      callback(new Error('gateway is shutting down'));
+      return;
+    }
+    const rec = toRecord(client, packet);
+    this.counters.received++;
+    if (packet.qos === 0) {
+      this.appender.append(rec, null, null);
+      callback(null);
+      return;
+    }
+    this.appender.append(rec, this.onCommitted, callback as AuthorizeCallback);
+  };
+
+  private readonly onCommitted = (err: Error | null, _seq: number, callback: AuthorizeCallback): void => {
+    if (err) {
+      this.counters.refused++;
+      const suppressed = this.refusedLog.take();
+      if (suppressed >= 0)
+        this.log.warn(
+          { err: err.message, suppressed },
+          'publish not journaled: no ack sent, connection closed',
+        );
+    }
+    callback(err);
+  };
+}
+
+function toRecord(client: Client | null, packet: PublishPacket): RecordInput {
+  const payload = packet.payload;
+  const props = (packet as { properties?: { contentType?: string } }).properties;
+  return {
+    ts: Date.now(),
+    source: 'mqtt',
+    device: client?.id ?? '',
+    topic: packet.topic,
+    payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
+    contentType: props?.contentType,
+  };
+}
+
+/**
+ * aedes pulls bytes with `socket.read()`; checking each pulled chunk here sees every byte before
+ * the parser does, without a Transform stream (and its copies) in between.
+ */
+function guardPacketSizes(socket: Socket, guard: PacketSizeGuard, source: MqttBrokerSource): void {
+  const read = socket.read;
+  socket.read = function guardedRead(this: Socket, size?: number) {
+    const chunk = read.call(this, size);
+    if (chunk !== null && Buffer.isBuffer(chunk)) {
+      const verdict = guard.feed(chunk);
+      if (verdict !== 'ok') {
+        source.refuseOversize(this, guard, verdict);
+        return null;
+      }
+    }
+    return chunk;
+  };
+}
