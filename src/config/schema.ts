@@ -54,7 +54,7 @@ const nonEmpty = () => z.string().min(1, { error: 'must not be empty' });
 /** A byte size or duration: a number in the base unit or a string with a unit, range-checked after conversion. */
 function quantity(kind: 'bytes' | 'duration', min: number, max = Number.MAX_SAFE_INTEGER) {
   const parse = kind === 'bytes' ? parseBytes : parseDuration;
-  const unit = kind === 'bytes' ? ' bytes' : ' ms';
+  const unit = kind === 'bytes' ? (min === 1 ? ' byte' : ' bytes') : ' ms';
   const example =
     kind === 'bytes' ? 'a byte size such as 65536 or 64KiB' : 'a duration such as 500, 250ms or 5s';
   return z

@@ -237,9 +237,14 @@ describe('validation errors name the field and the reason', () => {
   });
 
   it('duplicate sink names, even alongside other problems', () => {
-    const message = invalid({ sinks: [sink(), sink({ url: 'ftp://x' }), sink({ name: 'other' })] });
+    // An unknown type aborts parsing that sink, which must not hide the duplicate.
+    const message = invalid({
+      sinks: [sink(), sink({ url: 'ftp://x' }), sink({ name: 'x', type: 'grpc' }), 'str'],
+    });
     expect(message).toContain('sinks[1].name: duplicate sink name "cloud" (also used by sinks[0])');
     expect(message).toContain('sinks[1].url: must be an http(s) URL');
+    expect(message).toContain('sinks[2].type: expected one of http (got "grpc")');
+    expect(message).toContain('sinks[3]: expected a mapping (got "str")');
   });
 
   it('bad sink name', () => {
@@ -293,7 +298,7 @@ describe('validation errors name the field and the reason', () => {
       'sinks[0].batch.maxBytes: invalid byte size "1 gigabyte"',
     );
     expect(invalid({ journal: { maxBytes: 0 } })).toContain(
-      'journal.maxBytes: must be at least 1 bytes (got 0)',
+      'journal.maxBytes: must be at least 1 byte (got 0)',
     );
     expect(invalid({ mqtt: { maxPacketBytes: true } })).toContain(
       'mqtt.maxPacketBytes: expected a byte size such as 65536 or 64KiB (got true)',
