@@ -3,19 +3,30 @@
 
 import type { Logger } from 'pino';
 import { AdminServer } from './admin/admin-server.ts';
+import { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
 import type { Config } from './config/schema.ts';
 import type { Sink, Source } from './core/pipeline.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
 import type { GatewayView } from './observability/gateway-view.ts';
 import { createMetricsRegistry } from './observability/metrics.ts';
+import { GrpcSink } from './sinks/grpc/grpc-sink.ts';
 import { HttpSink } from './sinks/http/http-sink.ts';
 import { MqttBrokerSource } from './sources/mqtt-broker/mqtt-broker-source.ts';
 
 type SinkConfig = Config['sinks'][number];
 
-function createSink(cfg: SinkConfig): Sink {
+function createSink(cfg: SinkConfig, nodeId: string): Sink {
   switch (cfg.type) {
+    case 'grpc':
+      return new GrpcSink({
+        name: cfg.name,
+        target: cfg.target,
+        node: nodeId,
+        timeoutMs: cfg.timeoutMs,
+        tls: cfg.tls,
+        metadata: cfg.metadata,
+      });
     case 'http':
       return new HttpSink({
         name: cfg.name,
@@ -35,6 +46,7 @@ export class Gateway {
   private readonly sources: (Source & { counters: object })[] = [];
   private readonly dispatchers: SinkDispatcher[] = [];
   private admin: AdminServer | null = null;
+  private grpc: GatewayGrpcServer | null = null;
   private listening = false;
   private stopping: Promise<void> | null = null;
 
@@ -91,7 +103,7 @@ export class Gateway {
 
     for (const sc of c.sinks) {
       const d = new SinkDispatcher(
-        createSink(sc),
+        createSink(sc, c.node.id),
         journal,
         { routes: sc.routes, batch: sc.batch, retry: sc.retry, timeoutMs: sc.timeoutMs },
         this.log.child({ component: 'dispatch' }),
@@ -100,12 +112,18 @@ export class Gateway {
       this.dispatchers.push(d);
     }
 
+    let mqtt: MqttBrokerSource | null = null;
     if (c.mqtt.enabled) {
-      const mqtt = new MqttBrokerSource(c.mqtt, journal, this.log.child({ component: 'mqtt' }));
+      mqtt = new MqttBrokerSource(c.mqtt, journal, this.log.child({ component: 'mqtt' }));
       await mqtt.start();
       this.sources.push(mqtt);
     }
+    if (c.grpc.enabled) {
+      this.grpc = new GatewayGrpcServer(c.grpc, journal, mqtt, this.log.child({ component: 'grpc' }));
+      await this.grpc.start();
+    }
     this.listening = true;
+    this.grpc?.setServing(true);
     this.log.info(
       { sinks: c.sinks.map((s) => s.name), sources: this.sources.map((s) => s.name) },
       'edgeferry ready',

@@ -151,8 +151,44 @@ const httpSink = z.strictObject({
   retry,
 });
 
-// A union on `type` so further sink kinds ('grpc', 'mqtt-bridge') slot in as new options.
-const sink = z.discriminatedUnion('type', [httpSink], {
+const filePath = () => nonEmpty();
+
+const grpcSink = z.strictObject({
+  name: z.string().regex(SINK_NAME, {
+    error: (iss) => `must match [A-Za-z0-9_.-]+ (got ${describeValue(iss.input)})`,
+  }),
+  type: z.literal('grpc'),
+  target: z.string().regex(/^[^\s/]+:\d{1,5}$/, {
+    error: (iss) => `must be host:port of the upstream Ingest service (got ${describeValue(iss.input)})`,
+  }),
+  routes: z
+    .array(topicFilter)
+    .min(1, { error: 'must list at least one topic filter ("#" for everything)' })
+    .default(() => ['#']),
+  metadata: headers.optional(),
+  timeoutMs: timerMs(1).prefault('10s'),
+  tls: z
+    .strictObject({
+      caFile: filePath().optional(),
+      certFile: filePath().optional(),
+      keyFile: filePath().optional(),
+      serverName: nonEmpty().optional(),
+    })
+    .refine((t) => Boolean(t.certFile) === Boolean(t.keyFile), {
+      path: ['certFile'],
+      error: 'certFile and keyFile go together (client certificate for mTLS)',
+    })
+    .optional(),
+  batch: section({
+    maxRecords: integer(1).default(500),
+    maxBytes: bytes().prefault('1MiB'),
+    lingerMs: timerMs().prefault(5),
+  }),
+  retry,
+});
+
+// A union on `type` so further sink kinds ('mqtt-bridge') slot in as new options.
+const sink = z.discriminatedUnion('type', [httpSink, grpcSink], {
   error: (iss) => {
     if (iss.code !== 'invalid_union' || !('options' in iss)) return undefined;
     const options = (iss.options as unknown[]).join('|');
@@ -221,6 +257,14 @@ export const configSchema = z.preprocess(
         host: nonEmpty().default('0.0.0.0'),
         port: port().default(8080),
       }),
+      grpc: section({
+        enabled: z.boolean().default(true),
+        host: nonEmpty().default('0.0.0.0'),
+        port: port().default(50051),
+        tls: z
+          .strictObject({ certFile: filePath(), keyFile: filePath(), caFile: filePath().optional() })
+          .optional(),
+      }),
       log: section({ level: z.enum(LOG_LEVELS).default('info') }),
       shutdown: section({ drainTimeoutMs: timerMs().prefault('10s') }),
       sinks,
@@ -232,4 +276,5 @@ export const configSchema = z.preprocess(
 export type Config = z.output<typeof configSchema>;
 export type SinkConfig = Config['sinks'][number];
 export type HttpSinkConfig = Extract<SinkConfig, { type: 'http' }>;
+export type GrpcSinkConfig = Extract<SinkConfig, { type: 'grpc' }>;
 export type LogLevel = Config['log']['level'];

@@ -47,3 +47,25 @@ export interface Sink {
   send(batch: OutboundBatch, signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * The journal as a reader sees it (the gRPC Subscribe API): records by seq, named durable
+ * cursors, and a 'commit' event after each group commit.
+ */
+export interface RecordLog {
+  readonly epoch: string;
+  readonly firstRetainedSeq: number;
+  readonly lastCommittedSeq: number;
+  read(fromSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]>;
+  cursor(name: string): number | undefined;
+  openCursor(name: string, initial?: number): Promise<number>;
+  commitCursor(name: string, seq: number): Promise<void>;
+  on(event: 'commit', listener: (lastSeq: number) => void): unknown;
+  off(event: 'commit', listener: (lastSeq: number) => void): unknown;
+}
+
+/** Publishing into the embedded MQTT broker for devices (downlink commands). */
+export interface Downlink {
+  /** Resolves once the broker accepted the message for delivery to current subscribers. */
+  publish(topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean): Promise<void>;
+}

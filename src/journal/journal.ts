@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Level } from 'level';
 import { JournalClosedError, JournalFullError, JournalWriteError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import type { AppendCallback, RecordAppender } from '../core/pipeline.ts';
+import type { AppendCallback, RecordAppender, RecordLog } from '../core/pipeline.ts';
 import { encodeRecord, type RecordInput, type StoredRecord } from '../core/record.ts';
 import {
   CURSORS_GTE,
@@ -94,7 +94,7 @@ const DROP_CHUNK_FRACTION = 0.05;
  *
  * Events: 'commit' (lastSeq) after every group commit.
  */
-export class Journal extends EventEmitter implements RecordAppender {
+export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   readonly epoch: string;
   readonly path: string;
   readonly counters: JournalCounters = {
@@ -394,14 +394,14 @@ export class Journal extends EventEmitter implements RecordAppender {
   // ---- cursors and trimming --------------------------------------------------------------
 
   /**
-   * Registers a named cursor (a sink, a durable consumer). A new one starts before the oldest
-   * retained record, so a newly configured sink receives what is buffered. Returns its position:
-   * the last seq it is done with.
+   * Registers a named cursor (a sink, a durable consumer). A new one starts at `initial`, by
+   * default before the oldest retained record, so a newly configured sink receives what is
+   * buffered. Returns its position: the last seq it is done with.
    */
-  async openCursor(name: string): Promise<number> {
+  async openCursor(name: string, initial = this.firstSeq - 1): Promise<number> {
     const existing = this.cursors.get(name);
     if (existing !== undefined) return existing;
-    const pos = this.firstSeq - 1;
+    const pos = Math.max(0, Math.min(initial, this.lastSeq));
     this.cursors.set(name, pos);
     await this.db.put(cursorKey(name), seqValue(pos));
     return pos;

@@ -15,12 +15,16 @@ export interface DaemonHandle {
   configPath: string;
   mqttPort: number;
   adminPort: number;
+  grpcPort: number;
   /** Every JSON log line so far. */
   logs: Record<string, unknown>[];
   /** Raw stderr. */
   stderr: () => string;
   /** Resolves with the first log line matching `pred` (already seen or still to come). */
-  waitForLog(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLog(
+    pred: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   status(): Promise<StatusDoc>;
   metrics(): Promise<string>;
   /** SIGTERM and wait for exit; returns the exit code. */
@@ -31,9 +35,24 @@ export interface DaemonHandle {
 
 export interface StatusDoc {
   ready: boolean;
-  journal: { records: number; bytes: number; lastSeq: number; firstSeq: number; counters: Record<string, number>; epoch: string };
+  journal: {
+    records: number;
+    bytes: number;
+    lastSeq: number;
+    firstSeq: number;
+    counters: Record<string, number>;
+    epoch: string;
+  };
   sources: { name: string; counters: Record<string, number> }[];
-  sinks: { name: string; state: string; backlog: number; cursor: number; delivered: number; deadLettered: number; retries: number }[];
+  sinks: {
+    name: string;
+    state: string;
+    backlog: number;
+    cursor: number;
+    delivered: number;
+    deadLettered: number;
+    retries: number;
+  }[];
 }
 
 /** A fresh temporary directory for one test's journal and config. */
@@ -48,6 +67,7 @@ export function baseConfig(dir: string, overrides: Record<string, unknown> = {})
     journal: { path: join(dir, 'journal') },
     mqtt: { host: '127.0.0.1', port: 0 },
     admin: { host: '127.0.0.1', port: 0 },
+    grpc: { host: '127.0.0.1', port: 0 },
     log: { level: 'info' },
     shutdown: { drainTimeoutMs: '2s' },
     ...overrides,
@@ -61,14 +81,21 @@ export function writeConfig(dir: string, config: Record<string, unknown>, name =
 }
 
 /** Starts the daemon on `configPath` (or reuses `dir`'s config) and waits until it is ready. */
-export async function startDaemon(dir: string, configPath: string, opts: { readyTimeoutMs?: number } = {}): Promise<DaemonHandle> {
+export async function startDaemon(
+  dir: string,
+  configPath: string,
+  opts: { readyTimeoutMs?: number } = {},
+): Promise<DaemonHandle> {
   const proc = spawn(process.execPath, [BIN, 'run', '--config', configPath], {
     cwd: dir,
     env: { ...process.env, NODE_NAME: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
-  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const waiters: {
+    pred: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }[] = [];
   let buf = '';
   let stderr = '';
   proc.stdout!.setEncoding('utf8');
@@ -105,7 +132,11 @@ export async function startDaemon(dir: string, configPath: string, opts: { ready
     if (seen) return Promise.resolve(seen);
     return new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = setTimeout(() => {
-        reject(new Error(`daemon log line not seen within ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`));
+        reject(
+          new Error(
+            `daemon log line not seen within ${timeoutMs} ms; stderr: ${stderr.slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`,
+          ),
+        );
       }, timeoutMs);
       waiters.push({
         pred,
@@ -116,7 +147,11 @@ export async function startDaemon(dir: string, configPath: string, opts: { ready
       });
       void exited.then((code) => {
         clearTimeout(timer);
-        reject(new Error(`daemon exited (${code}) before the log line; stderr: ${stderr.slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`));
+        reject(
+          new Error(
+            `daemon exited (${code}) before the log line; stderr: ${stderr.slice(-2000)}; last logs: ${JSON.stringify(logs.slice(-5))}`,
+          ),
+        );
       });
     });
   };
@@ -130,6 +165,7 @@ export async function startDaemon(dir: string, configPath: string, opts: { ready
     dir,
     configPath,
     mqttPort: Number(mqtt?.port ?? 0),
+    grpcPort: Number(logs.find((l) => l.msg === 'grpc listening')?.port ?? 0),
     adminPort,
     logs,
     stderr: () => stderr,
@@ -156,7 +192,12 @@ export async function startDaemon(dir: string, configPath: string, opts: { ready
 }
 
 /** Polls `fn` until it returns true (no timing assertion: a deadline only to fail clearly). */
-export async function eventually(fn: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000, everyMs = 50): Promise<void> {
+export async function eventually(
+  fn: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 30_000,
+  everyMs = 50,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await fn()) return;

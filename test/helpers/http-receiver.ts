@@ -26,7 +26,9 @@ export class HttpReceiver {
   /** Every record of every accepted (2xx) batch, in arrival order. */
   readonly records: ReceivedRecord[] = [];
   /** Answer to give: a status, or a function deciding per batch. */
-  respond: (batch: ReceivedBatch) => { status: number; headers?: Record<string, string> } = () => ({ status: 200 });
+  respond: (batch: ReceivedBatch) => { status: number; headers?: Record<string, string> } = () => ({
+    status: 200,
+  });
   requests = 0;
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();

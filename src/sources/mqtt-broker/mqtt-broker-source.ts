@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AuthorizePublishHandler, type Client, type PublishPacket } from 'aedes';
 import { type Logger, ThrottledLog } from '../../core/logger.ts';
-import type { RecordAppender, Source } from '../../core/pipeline.ts';
+import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
 import type { RecordInput } from '../../core/record.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
 
@@ -32,7 +32,7 @@ type AuthorizeCallback = (err?: Error | null) => void;
  * appended and released at once. A refused append closes the connection without an ack (MQTT
  * 3.1.1 has no negative PUBACK); the publisher resends after reconnecting.
  */
-export class MqttBrokerSource implements Source {
+export class MqttBrokerSource implements Source, Downlink {
   readonly name = 'mqtt';
   readonly counters: MqttSourceCounters = { received: 0, refused: 0, protocolErrors: 0, connections: 0 };
   private readonly opts: MqttBrokerOptions;
@@ -54,6 +54,20 @@ export class MqttBrokerSource implements Source {
   /** The broker, for local delivery (gRPC Publish downlinks) once started. */
   get aedes(): Aedes | null {
     return this.broker;
+  }
+
+  /**
+   * Downlink: hands a message to the broker for delivery to current subscribers. It does not go
+   * through `authorizePublish`, so commands to devices are not journaled as telemetry.
+   */
+  publish(topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean): Promise<void> {
+    const broker = this.broker;
+    if (!broker || !this.accepting) return Promise.reject(new Error('the MQTT broker is not running'));
+    return new Promise((resolve, reject) => {
+      broker.publish({ cmd: 'publish', topic, payload, qos, retain, dup: false }, (err?: Error | null) =>
+        err ? reject(err) : resolve(),
+      );
+    });
   }
 
   async start(): Promise<void> {

@@ -1,0 +1,264 @@
+import { readFileSync } from 'node:fs';
+import {
+  Server,
+  ServerCredentials,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type sendUnaryData,
+  status,
+} from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Logger } from '../../core/logger.ts';
+import type { Downlink, RecordLog } from '../../core/pipeline.ts';
+import { TopicRouter, validateTopicFilter } from '../../core/topic-filter.ts';
+import { loadService } from './proto.ts';
+import { Subscription } from './subscription.ts';
+
+export interface GrpcServerTls {
+  certFile: string;
+  keyFile: string;
+  /** When set, clients must present a certificate signed by this CA (mTLS). */
+  caFile?: string;
+}
+
+export interface GrpcServerOptions {
+  host: string;
+  port: number;
+  tls?: GrpcServerTls;
+  /** Server keepalive: ping an idle connection this often, drop it when a ping is not answered. */
+  keepaliveTimeMs?: number;
+  keepaliveTimeoutMs?: number;
+}
+
+interface SubscribeRequest {
+  filters: string[];
+  start: 'START_UNSPECIFIED' | 'START_EARLIEST' | 'START_LATEST' | 'START_AT_SEQ';
+  seq: number;
+  consumer: string;
+}
+
+interface AckRequest {
+  consumer: string;
+  seq: number;
+}
+
+interface PublishRequest {
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: boolean;
+}
+
+const CONSUMER_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+export function consumerCursor(name: string): string {
+  return `consumer/${name}`;
+}
+
+/** A gRPC status error as grpc-js expects it from a handler. */
+function grpcError(code: status, details: string) {
+  return Object.assign(new Error(details), { code, details });
+}
+
+/**
+ * The in-cluster API: `edgeferry.v1.Gateway` (Subscribe with replay, Ack for durable consumers,
+ * Publish downlinks) and the standard `grpc.health.v1.Health`, NOT_SERVING until the gateway
+ * reports ready.
+ */
+export class GatewayGrpcServer {
+  readonly subscriptions = new Set<Subscription>();
+  private readonly server: Server;
+  private readonly opts: GrpcServerOptions;
+  private readonly log: Logger;
+  private readonly records: RecordLog;
+  private readonly downlink: Downlink | null;
+  private readonly health = new HealthImplementation({
+    '': 'NOT_SERVING',
+    'edgeferry.v1.Gateway': 'NOT_SERVING',
+  });
+  private boundPort = 0;
+
+  constructor(opts: GrpcServerOptions, records: RecordLog, downlink: Downlink | null, log: Logger) {
+    this.opts = opts;
+    this.records = records;
+    this.downlink = downlink;
+    this.log = log;
+    this.server = new Server({
+      'grpc.keepalive_time_ms': opts.keepaliveTimeMs ?? 20_000,
+      'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs ?? 10_000,
+      // Clients may ping as often as every 5 s without being sent GOAWAY for it.
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    });
+    const base = loadService('edgeferry/v1/gateway.proto', 'Gateway');
+    // Subscribe writes ready-made Record bytes (stored body + seq/id prefix): no re-encoding.
+    const def: ServiceDefinition = {
+      ...base,
+      Subscribe: { ...base.Subscribe, responseSerialize: (b: Buffer) => b },
+    };
+    this.server.addService(def, {
+      Subscribe: this.subscribe,
+      Ack: this.ack,
+      Publish: this.publish,
+    });
+    this.health.addToServer(this.server);
+  }
+
+  async start(): Promise<void> {
+    const creds = this.credentials();
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(`${this.opts.host}:${this.opts.port}`, creds, (err, port) =>
+        err ? reject(err) : resolve(port),
+      );
+    });
+    this.log.info(
+      { ...this.addresses(), tls: Boolean(this.opts.tls), mtls: Boolean(this.opts.tls?.caFile) },
+      'grpc listening',
+    );
+  }
+
+  addresses(): Record<string, string | number> {
+    return { host: this.opts.host, port: this.boundPort };
+  }
+
+  setServing(serving: boolean): void {
+    const s = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', s);
+    this.health.setStatus('edgeferry.v1.Gateway', s);
+  }
+
+  async stop(graceMs = 2_000): Promise<void> {
+    this.setServing(false);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      // Streams never end by themselves: end them so tryShutdown can finish.
+      for (const s of this.subscriptions) s.end();
+    });
+  }
+
+  private credentials(): ServerCredentials {
+    const tls = this.opts.tls;
+    if (!tls) return ServerCredentials.createInsecure();
+    return ServerCredentials.createSsl(
+      tls.caFile ? readFileSync(tls.caFile) : null,
+      [{ private_key: readFileSync(tls.keyFile), cert_chain: readFileSync(tls.certFile) }],
+      Boolean(tls.caFile),
+    );
+  }
+
+  private readonly subscribe = (call: ServerWritableStream<SubscribeRequest, Buffer>): void => {
+    this.startSubscription(call).catch((err) => {
+      const e = err as { code?: number; details?: string; message: string };
+      if (e.code === undefined) this.log.error({ err: e.message }, 'subscribe stream failed');
+      call.emit('error', e.code !== undefined ? e : grpcError(status.INTERNAL, e.message));
+    });
+  };
+
+  private async startSubscription(call: ServerWritableStream<SubscribeRequest, Buffer>): Promise<void> {
+    const req = call.request;
+    const filters = req.filters.length > 0 ? req.filters : ['#'];
+    for (const f of filters) {
+      const problem = validateTopicFilter(f);
+      if (problem) throw grpcError(status.INVALID_ARGUMENT, `filters: ${problem}`);
+    }
+    const log = this.records;
+    let after: number;
+    switch (req.start) {
+      case 'START_EARLIEST':
+        after = log.firstRetainedSeq - 1;
+        break;
+      case 'START_AT_SEQ':
+        after = Math.max(req.seq, 1) - 1;
+        break;
+      default:
+        after = log.lastCommittedSeq;
+    }
+    if (req.consumer) {
+      if (!CONSUMER_NAME.test(req.consumer))
+        throw grpcError(status.INVALID_ARGUMENT, 'consumer: must match [A-Za-z0-9_.-]{1,128}');
+      after = await log.openCursor(consumerCursor(req.consumer), after);
+    }
+    const sub = new Subscription(
+      call as ServerWritableStream<unknown, Buffer>,
+      log,
+      new TopicRouter(filters),
+      after,
+    );
+    this.subscriptions.add(sub);
+    this.log.info(
+      { consumer: req.consumer || null, filters, after, peer: call.getPeer() },
+      'subscriber connected',
+    );
+    try {
+      await sub.run();
+    } finally {
+      this.subscriptions.delete(sub);
+      this.log.info(
+        { consumer: req.consumer || null, sent: sub.sent, peer: call.getPeer() },
+        'subscriber gone',
+      );
+    }
+    call.end();
+  }
+
+  private readonly ack = (
+    call: ServerUnaryCall<AckRequest, { seq: number }>,
+    cb: sendUnaryData<{ seq: number }>,
+  ): void => {
+    const { consumer, seq } = call.request;
+    const name = consumerCursor(consumer);
+    const current = this.records.cursor(name);
+    if (current === undefined) {
+      cb(
+        grpcError(
+          status.NOT_FOUND,
+          `no durable consumer named ${JSON.stringify(consumer)}: Subscribe with it first`,
+        ),
+      );
+      return;
+    }
+    if (seq > this.records.lastCommittedSeq) {
+      cb(
+        grpcError(
+          status.INVALID_ARGUMENT,
+          `seq ${seq} is beyond the newest committed record ${this.records.lastCommittedSeq}`,
+        ),
+      );
+      return;
+    }
+    this.records.commitCursor(name, seq).then(
+      () => cb(null, { seq: this.records.cursor(name) ?? seq }),
+      (err) => cb(grpcError(status.UNAVAILABLE, (err as Error).message)),
+    );
+  };
+
+  private readonly publish = (
+    call: ServerUnaryCall<PublishRequest, object>,
+    cb: sendUnaryData<object>,
+  ): void => {
+    const { topic, payload, qos, retain } = call.request;
+    if (!this.downlink) {
+      cb(grpcError(status.FAILED_PRECONDITION, 'the MQTT broker is disabled on this gateway'));
+      return;
+    }
+    if (!topic || topic.includes('+') || topic.includes('#')) {
+      cb(grpcError(status.INVALID_ARGUMENT, 'topic: must be non-empty and contain no wildcards'));
+      return;
+    }
+    if (qos !== 0 && qos !== 1 && qos !== 2) {
+      cb(grpcError(status.INVALID_ARGUMENT, `qos: must be 0, 1 or 2 (got ${qos})`));
+      return;
+    }
+    this.downlink.publish(topic, payload, qos, retain).then(
+      () => cb(null, {}),
+      (err) => cb(grpcError(status.UNAVAILABLE, (err as Error).message)),
+    );
+  };
+}

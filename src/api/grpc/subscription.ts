@@ -1,0 +1,105 @@
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import type { RecordLog } from '../../core/pipeline.ts';
+import { readTopic, recordPrefix } from '../../core/record.ts';
+import type { TopicRouter } from '../../core/topic-filter.ts';
+
+const READ_RECORDS = 256;
+const READ_BYTES = 1024 * 1024;
+
+/**
+ * One Subscribe stream: walks the journal from `pos` and writes matching records, replay and
+ * live alike, through the same read path, so there is no seam to fall into. When the client
+ * reads slowly, `write` returns false and the loop waits for 'drain' before reading the journal
+ * again: memory stays bounded by the stream's buffer, and ingest never waits for a consumer.
+ */
+export class Subscription {
+  private readonly call: ServerWritableStream<unknown, Buffer>;
+  private readonly log: RecordLog;
+  private readonly router: TopicRouter;
+  private pos: number;
+  private ended = false;
+  private wake: (() => void) | null = null;
+  private waitingFor: 'commit' | 'drain' | null = null;
+  /** Records written to this stream. */
+  sent = 0;
+
+  constructor(
+    call: ServerWritableStream<unknown, Buffer>,
+    log: RecordLog,
+    router: TopicRouter,
+    afterSeq: number,
+  ) {
+    this.call = call;
+    this.log = log;
+    this.router = router;
+    this.pos = afterSeq;
+  }
+
+  /** Ends the stream (shutdown): the loop stops and the caller completes the call. */
+  end(): void {
+    this.ended = true;
+    this.wakeUp();
+  }
+
+  async run(): Promise<void> {
+    const stop = () => this.end();
+    this.call.on('cancelled', stop);
+    this.call.on('close', stop);
+    this.call.on('error', stop);
+    this.call.on('drain', this.onDrain);
+    this.log.on('commit', this.onCommit);
+    try {
+      await this.loop();
+    } finally {
+      this.log.off('commit', this.onCommit);
+      this.call.off('drain', this.onDrain);
+    }
+  }
+
+  private readonly onCommit = (): void => {
+    if (this.waitingFor === 'commit') this.wakeUp();
+  };
+
+  private readonly onDrain = (): void => {
+    if (this.waitingFor === 'drain') this.wakeUp();
+  };
+
+  private wakeUp(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private async waitFor(what: 'commit' | 'drain'): Promise<void> {
+    this.waitingFor = what;
+    await new Promise<void>((resolve) => {
+      this.wake = resolve;
+    });
+    this.waitingFor = null;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.ended) {
+      if (this.pos >= this.log.lastCommittedSeq) {
+        await this.waitFor('commit');
+        continue;
+      }
+      const records = await this.log.read(this.pos + 1, READ_RECORDS, READ_BYTES);
+      if (records.length === 0) {
+        this.pos = Math.min(this.log.lastCommittedSeq, this.pos + READ_RECORDS);
+        continue;
+      }
+      for (const r of records) {
+        if (this.ended) return;
+        this.pos = r.seq;
+        if (!this.router.matchesAll && !this.router.matches(readTopic(r.body))) continue;
+        const prefix = recordPrefix(this.log.epoch, r.seq);
+        this.sent++;
+        if (!this.call.write(Buffer.concat([prefix, r.body], prefix.length + r.body.length))) {
+          // Back-pressure: the client is not keeping up. 'drain' (or its going away) wakes us.
+          await this.waitFor('drain');
+        }
+      }
+    }
+  }
+}
