@@ -1,0 +1,127 @@
+// The reference upstream: implements edgeferry.v1.Ingest from the published .proto (decoding
+// with @grpc/proto-loader, as any upstream would), stores nothing, counts and checks order.
+// Used by the tests and the benchmark; run alone with
+//   node bench/receivers/grpc-ingest-receiver.ts [--port 9001] [--host 127.0.0.1]
+
+import { parseArgs } from 'node:util';
+import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
+import { loadService } from '../../src/api/grpc/proto.ts';
+
+export interface IngestedRecord {
+  seq: number;
+  id: string;
+  ts: number;
+  source: string;
+  device: string;
+  topic: string;
+  payload: Buffer;
+  contentType: string;
+  attributes: Record<string, string>;
+}
+
+interface PushRequest {
+  node: string;
+  records: IngestedRecord[];
+}
+
+export interface GrpcIngestReceiverOptions {
+  host?: string;
+  port?: number;
+  /** Keep every record (tests); a benchmark only counts. */
+  keep?: boolean;
+  /** Called with each record as it arrives (latency measurement). */
+  onRecord?: (r: IngestedRecord, receivedAt: number) => void;
+}
+
+export class GrpcIngestReceiver {
+  readonly records: IngestedRecord[] = [];
+  /** Records accepted, duplicates included. */
+  received = 0;
+  /** Records whose id was seen before (at-least-once redelivery). */
+  duplicates = 0;
+  /** Records that arrived with a seq lower than one already seen and were not duplicates. */
+  outOfOrder = 0;
+  pushes = 0;
+  /** Decides each call's outcome: OK, or a gRPC status code to fail it with. */
+  respond: (req: PushRequest) => status = () => status.OK;
+  port = 0;
+  private server: Server | null = null;
+  private readonly seen = new Set<string>();
+  private readonly lastSeqByEpoch = new Map<string, number>();
+  private readonly opts: GrpcIngestReceiverOptions;
+
+  constructor(opts: GrpcIngestReceiverOptions = {}) {
+    this.opts = opts;
+  }
+
+  get target(): string {
+    return `${this.opts.host ?? '127.0.0.1'}:${this.port}`;
+  }
+
+  async start(port = this.opts.port ?? this.port): Promise<void> {
+    const server = new Server();
+    server.addService(loadService('edgeferry/v1/ingest.proto', 'Ingest'), { Push: this.push });
+    this.port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(
+        `${this.opts.host ?? '127.0.0.1'}:${port}`,
+        ServerCredentials.createInsecure(),
+        (err, p) => (err ? reject(err) : resolve(p)),
+      ),
+    );
+    this.server = server;
+  }
+
+  /** Stops at once, dropping connections (the upstream goes away). */
+  async stop(): Promise<void> {
+    this.server?.forceShutdown();
+    this.server = null;
+  }
+
+  private readonly push = (call: ServerUnaryCall<PushRequest, object>, cb: sendUnaryData<object>): void => {
+    this.pushes++;
+    const code = this.respond(call.request);
+    if (code !== status.OK) {
+      cb(
+        Object.assign(new Error('refused by the test receiver'), {
+          code,
+          details: `refused with ${status[code]}`,
+        }),
+      );
+      return;
+    }
+    const now = Date.now();
+    for (const r of call.request.records) {
+      this.received++;
+      if (this.seen.has(r.id)) {
+        this.duplicates++;
+        continue;
+      }
+      this.seen.add(r.id);
+      const epoch = r.id.slice(0, r.id.lastIndexOf('-'));
+      const last = this.lastSeqByEpoch.get(epoch) ?? 0;
+      if (r.seq < last) this.outOfOrder++;
+      this.lastSeqByEpoch.set(epoch, Math.max(last, r.seq));
+      if (this.opts.keep !== false) this.records.push(r);
+      this.opts.onRecord?.(r, now);
+    }
+    cb(null, {});
+  };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { values } = parseArgs({
+    options: { port: { type: 'string', default: '9001' }, host: { type: 'string', default: '127.0.0.1' } },
+  });
+  const rx = new GrpcIngestReceiver({ host: values.host, port: Number(values.port), keep: false });
+  await rx.start();
+  console.log(`ingest receiver on ${rx.target}`);
+  setInterval(
+    () =>
+      console.log(
+        JSON.stringify({ received: rx.received, duplicates: rx.duplicates, outOfOrder: rx.outOfOrder }),
+      ),
+    5000,
+  ).unref();
+  process.on('SIGINT', () => process.exit(0));
+  setInterval(() => {}, 1 << 30);
+}
