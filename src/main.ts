@@ -63,7 +63,7 @@ export class Gateway {
     };
   }
 
-  /** Admin first (so probes answer while the journal opens), then journal, sinks, sources. */
+  /** Admin and gRPC health first (so probes answer while the journal opens), then journal, sinks, sources. */
   async start(): Promise<void> {
     const c = this.config;
     if (c.admin.enabled) {
@@ -74,6 +74,10 @@ export class Gateway {
         this.log.child({ component: 'admin' }),
       );
       await this.admin.start();
+    }
+    if (c.grpc.enabled) {
+      this.grpc = new GatewayGrpcServer(c.grpc, this.log.child({ component: 'grpc' }));
+      await this.grpc.start();
     }
     const journal = await Journal.open(
       {
@@ -118,10 +122,7 @@ export class Gateway {
       await mqtt.start();
       this.sources.push(mqtt);
     }
-    if (c.grpc.enabled) {
-      this.grpc = new GatewayGrpcServer(c.grpc, journal, mqtt, this.log.child({ component: 'grpc' }));
-      await this.grpc.start();
-    }
+    this.grpc?.attach(journal, mqtt);
     this.listening = true;
     this.grpc?.setServing(true);
     this.log.info(

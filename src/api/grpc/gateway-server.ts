@@ -71,18 +71,21 @@ export class GatewayGrpcServer {
   private readonly server: Server;
   private readonly opts: GrpcServerOptions;
   private readonly log: Logger;
-  private readonly records: RecordLog;
-  private readonly downlink: Downlink | null;
+  private records: RecordLog | null = null;
+  private downlink: Downlink | null = null;
   private readonly health = new HealthImplementation({
     '': 'NOT_SERVING',
     'edgeferry.v1.Gateway': 'NOT_SERVING',
   });
   private boundPort = 0;
 
-  constructor(opts: GrpcServerOptions, records: RecordLog, downlink: Downlink | null, log: Logger) {
+  /**
+   * The server can start before the journal is open, so Kubernetes gRPC probes get an answer
+   * (NOT_SERVING) during a long start-up such as waiting for a journal lock; `attach` supplies
+   * the journal and broker when they are ready.
+   */
+  constructor(opts: GrpcServerOptions, log: Logger) {
     this.opts = opts;
-    this.records = records;
-    this.downlink = downlink;
     this.log = log;
     this.server = new Server({
       'grpc.keepalive_time_ms': opts.keepaliveTimeMs ?? 20_000,
@@ -119,6 +122,11 @@ export class GatewayGrpcServer {
 
   addresses(): Record<string, string | number> {
     return { host: this.opts.host, port: this.boundPort };
+  }
+
+  attach(records: RecordLog, downlink: Downlink | null): void {
+    this.records = records;
+    this.downlink = downlink;
   }
 
   setServing(serving: boolean): void {
@@ -169,6 +177,7 @@ export class GatewayGrpcServer {
       if (problem) throw grpcError(status.INVALID_ARGUMENT, `filters: ${problem}`);
     }
     const log = this.records;
+    if (!log) throw grpcError(status.UNAVAILABLE, 'the gateway is starting: journal not open yet');
     let after: number;
     switch (req.start) {
       case 'START_EARLIEST':
@@ -213,8 +222,13 @@ export class GatewayGrpcServer {
     cb: sendUnaryData<{ seq: number }>,
   ): void => {
     const { consumer, seq } = call.request;
+    const records = this.records;
+    if (!records) {
+      cb(grpcError(status.UNAVAILABLE, 'the gateway is starting: journal not open yet'));
+      return;
+    }
     const name = consumerCursor(consumer);
-    const current = this.records.cursor(name);
+    const current = records.cursor(name);
     if (current === undefined) {
       cb(
         grpcError(
@@ -224,17 +238,17 @@ export class GatewayGrpcServer {
       );
       return;
     }
-    if (seq > this.records.lastCommittedSeq) {
+    if (seq > records.lastCommittedSeq) {
       cb(
         grpcError(
           status.INVALID_ARGUMENT,
-          `seq ${seq} is beyond the newest committed record ${this.records.lastCommittedSeq}`,
+          `seq ${seq} is beyond the newest committed record ${records.lastCommittedSeq}`,
         ),
       );
       return;
     }
-    this.records.commitCursor(name, seq).then(
-      () => cb(null, { seq: this.records.cursor(name) ?? seq }),
+    records.commitCursor(name, seq).then(
+      () => cb(null, { seq: records.cursor(name) ?? seq }),
       (err) => cb(grpcError(status.UNAVAILABLE, (err as Error).message)),
     );
   };
@@ -245,7 +259,7 @@ export class GatewayGrpcServer {
   ): void => {
     const { topic, payload, qos, retain } = call.request;
     if (!this.downlink) {
-      cb(grpcError(status.FAILED_PRECONDITION, 'the MQTT broker is disabled on this gateway'));
+      cb(grpcError(status.UNAVAILABLE, 'the MQTT broker is not running on this gateway'));
       return;
     }
     if (!topic || topic.includes('+') || topic.includes('#')) {
