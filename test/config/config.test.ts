@@ -122,6 +122,7 @@ describe('defaults', () => {
       },
       mqtt: { enabled: true, host: '0.0.0.0', port: 1883, maxPacketBytes: 256 * 1024 },
       admin: { enabled: true, host: '0.0.0.0', port: 8080 },
+      grpc: { enabled: true, host: '0.0.0.0', port: 50051 },
       log: { level: 'info' },
       shutdown: { drainTimeoutMs: 10_000 },
       sinks: [],
@@ -239,11 +240,11 @@ describe('validation errors name the field and the reason', () => {
   it('duplicate sink names, even alongside other problems', () => {
     // An unknown type aborts parsing that sink, which must not hide the duplicate.
     const message = invalid({
-      sinks: [sink(), sink({ url: 'ftp://x' }), sink({ name: 'x', type: 'grpc' }), 'str'],
+      sinks: [sink(), sink({ url: 'ftp://x' }), sink({ name: 'x', type: 'kafka' }), 'str'],
     });
     expect(message).toContain('sinks[1].name: duplicate sink name "cloud" (also used by sinks[0])');
     expect(message).toContain('sinks[1].url: must be an http(s) URL');
-    expect(message).toContain('sinks[2].type: expected one of http (got "grpc")');
+    expect(message).toContain('sinks[2].type: expected one of http|grpc (got "kafka")');
     expect(message).toContain('sinks[3]: expected a mapping (got "str")');
   });
 
@@ -261,8 +262,8 @@ describe('validation errors name the field and the reason', () => {
   });
 
   it('unknown or missing sink type', () => {
-    expect(invalid({ sinks: [sink({ type: 'grpc' })] })).toContain(
-      'sinks[0].type: expected one of http (got "grpc")',
+    expect(invalid({ sinks: [sink({ type: 'kafka' })] })).toContain(
+      'sinks[0].type: expected one of http|grpc (got "kafka")',
     );
     expect(invalid({ sinks: [{ name: 'x', url: 'http://h/' }] })).toContain('sinks[0].type: required');
   });

@@ -1,6 +1,13 @@
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { baseConfig, type DaemonHandle, eventually, startDaemon, tempDir, writeConfig } from '../helpers/daemon.ts';
+import {
+  baseConfig,
+  type DaemonHandle,
+  eventually,
+  startDaemon,
+  tempDir,
+  writeConfig,
+} from '../helpers/daemon.ts';
 import { distinctSeqs, HttpReceiver } from '../helpers/http-receiver.ts';
 
 const N = 10_000;
@@ -20,7 +27,15 @@ describe('MQTT in, HTTP out', () => {
     await receiver.start();
     const dir = tempDir();
     const cfg = baseConfig(dir, {
-      sinks: [{ name: 'cloud', type: 'http', url: receiver.url, routes: ['sensors/#'], batch: { maxRecords: 500, lingerMs: 5 } }],
+      sinks: [
+        {
+          name: 'cloud',
+          type: 'http',
+          url: receiver.url,
+          routes: ['sensors/#'],
+          batch: { maxRecords: 500, lingerMs: 5 },
+        },
+      ],
     });
     daemon = await startDaemon(dir, writeConfig(dir, cfg));
 
@@ -33,7 +48,9 @@ describe('MQTT in, HTTP out', () => {
     await eventually(() => receiver!.records.length >= N, `${N} records at the receiver`);
     const recs = receiver.records;
     expect(recs).toHaveLength(N);
-    expect(recs.map((r) => Buffer.from(r.payload, 'base64').toString())).toEqual(Array.from({ length: N }, (_, i) => `m${i}`));
+    expect(recs.map((r) => Buffer.from(r.payload, 'base64').toString())).toEqual(
+      Array.from({ length: N }, (_, i) => `m${i}`),
+    );
     expect(distinctSeqs(recs)).toHaveLength(N);
     expect(new Set(recs.map((r) => r.id)).size).toBe(N);
     for (let i = 1; i < recs.length; i++) expect(recs[i].seq).toBeGreaterThan(recs[i - 1].seq);
@@ -53,13 +70,19 @@ describe('MQTT in, HTTP out', () => {
     await receiver.start();
     const dir = tempDir();
     const cfg = baseConfig(dir, {
-      sinks: [{ name: 'only-a', type: 'http', url: receiver.url, routes: ['site/+/a'], payloadEncoding: 'utf8' }],
+      sinks: [
+        { name: 'only-a', type: 'http', url: receiver.url, routes: ['site/+/a'], payloadEncoding: 'utf8' },
+      ],
     });
     daemon = await startDaemon(dir, writeConfig(dir, cfg));
     const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${daemon.mqttPort}`);
-    for (const t of ['site/1/a', 'site/1/b', 'site/2/a', 'other/a', 'site/3/a/x']) await client.publishAsync(t, t, { qos: 1 });
+    for (const t of ['site/1/a', 'site/1/b', 'site/2/a', 'other/a', 'site/3/a/x'])
+      await client.publishAsync(t, t, { qos: 1 });
     await client.endAsync();
-    await eventually(async () => (await daemon!.status()).sinks[0].backlog === 0 && receiver!.records.length >= 2, 'sink caught up');
+    await eventually(
+      async () => (await daemon!.status()).sinks[0].backlog === 0 && receiver!.records.length >= 2,
+      'sink caught up',
+    );
     expect(receiver.records.map((r) => r.payload)).toEqual(['site/1/a', 'site/2/a']);
     expect((await daemon.status()).sinks[0].cursor).toBe(5);
   });
