@@ -154,6 +154,7 @@ export class Gateway {
   private async doStop(): Promise<void> {
     const t0 = Date.now();
     this.log.info({}, 'shutting down: intake stopped');
+    this.grpc?.setServing(false);
     await Promise.all(
       this.sources.map((s) =>
         s.stop().catch((err) => this.log.warn({ source: s.name, err: err.message }, 'source stop failed')),
@@ -161,6 +162,7 @@ export class Gateway {
     );
     await this.journal?.sync();
     await Promise.all(this.dispatchers.map((d) => d.stop(this.config.shutdown.drainTimeoutMs)));
+    await this.grpc?.stop();
     await this.journal?.close();
     await this.admin?.stop();
     const undelivered = this.dispatchers.map((d) => ({ sink: d.sink.name, backlog: d.status().backlog }));

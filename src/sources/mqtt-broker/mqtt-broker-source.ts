@@ -96,8 +96,11 @@ export class MqttBrokerSource implements Source, Downlink {
   async stop(): Promise<void> {
     this.accepting = false;
     const server = this.server;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    // net.Server#close waits for every open connection to end, and idle devices never end
+    // theirs: destroy them first, then wait.
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
     for (const s of this.sockets) s.destroy();
+    await closed;
     const broker = this.broker;
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
   }
