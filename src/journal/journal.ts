@@ -142,6 +142,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.nextCum = state.nextCum;
     for (const [k, v] of state.cursors) this.cursors.set(k, v);
     this.tail = new TailCache(opts.tailRecords ?? 65_536, opts.tailBytes ?? 32 * 1024 * 1024);
+    // The tail holds only what this process commits; records already on disk are read from disk.
+    this.tail.dropBefore(state.lastSeq + 1);
     this.counters.quarantined = state.quarantined;
   }
 
@@ -364,9 +366,13 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
             continue;
           }
           const body = valueBody(value);
+          // Same rule as the memory path: stop before going over, but always return one record.
+          if (out.length > 0 && bytes + body.length > maxBytes) {
+            bytes = maxBytes;
+            break;
+          }
           out.push({ seq: seqOfRecordKey(key), ts: valueTs(value), body });
           bytes += body.length;
-          if (bytes >= maxBytes) break;
         }
       }
     } finally {
@@ -523,7 +529,11 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   /** Keeps records a sink's upstream refused for good, with the reason, for inspection. */
   async deadLetter(sink: string, records: readonly StoredRecord[], reason: string): Promise<void> {
     if (records.length === 0) return;
-    let n = this.deadLetterCounts.get(sink) ?? (await this.readDeadLetterCount(sink));
+    const base = this.deadLetterCounts.get(sink) ?? (await this.readDeadLetterCount(sink));
+    // Reserve the numbers before the write, so two concurrent calls never share keys.
+    const reserved = Math.max(base, this.deadLetterCounts.get(sink) ?? 0);
+    this.deadLetterCounts.set(sink, reserved + records.length);
+    let n = reserved;
     const reasonBuf = Buffer.from(reason);
     const ops: { type: 'put'; key: Buffer; value: Buffer }[] = [];
     const at = Date.now();
@@ -542,7 +552,6 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     }
     ops.push({ type: 'put', key: metaDeadLetterCount(sink), value: seqValue(n) });
     await this.db.batch(ops, { sync: this.opts.fsync });
-    this.deadLetterCounts.set(sink, n);
     this.counters.deadLettered += records.length;
   }
 
