@@ -1,0 +1,61 @@
+// What every receiving end of a benchmark (the HTTP sink receiver, an MQTT subscriber) offers:
+// a count, arrival times and an end-to-end latency histogram.
+
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Latencies in ms, kept as integer microseconds in an HDR histogram (3 significant figures). */
+export class LatencyRecorder {
+  private h: RecordableHistogram = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
+
+  record(ms: number): void {
+    // Clamped to 1 µs: clocks of two threads can disagree by a few µs.
+    this.h.record(ms > 0.001 ? Math.round(ms * 1000) : 1);
+  }
+
+  get count(): number {
+    return this.h.count;
+  }
+
+  /** ms at percentile `p` (0..100); NaN without samples. */
+  percentile(p: number): number {
+    return this.h.count === 0 ? Number.NaN : this.h.percentile(p) / 1000;
+  }
+
+  get max(): number {
+    return this.h.count === 0 ? Number.NaN : this.h.max / 1000;
+  }
+
+  reset(): void {
+    this.h.reset();
+  }
+}
+
+export interface Consumer {
+  /** Messages received since the last reset. */
+  readonly received: number;
+  /** Absolute ms (performance.timeOrigin based) of the first and last arrival since the reset. */
+  readonly firstAt: number;
+  readonly lastAt: number;
+  readonly latency: LatencyRecorder;
+  /** Received out of order or twice (at-least-once redeliveries), where the consumer can tell. */
+  readonly duplicates: number;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/** Polls until `c` has received `count` messages; rejects after `timeoutMs`. */
+export async function waitForCount(
+  c: Consumer,
+  count: number,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (c.received < count) {
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: received ${c.received} of ${count} within ${timeoutMs} ms`);
+    }
+    await sleep(10);
+  }
+}

@@ -1,0 +1,73 @@
+// Benchmark knobs from the environment, validated once.
+
+function int(name: string, def: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw.replace(/_/g, ''));
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new Error(`${name} must be an integer in ${min}..${max} (got ${raw})`);
+  }
+  return n;
+}
+
+export interface BenchEnv {
+  /** Messages per publisher (BENCH_MESSAGES). */
+  messages: number;
+  /** Publisher connections for multi-publisher scenarios (BENCH_PUBLISHERS). */
+  publishers: number;
+  /** Unacked QoS 1 publishes per connection (BENCH_INFLIGHT). */
+  inflight: number;
+  /** Payload size, >= 8 (BENCH_PAYLOAD_BYTES). */
+  payloadBytes: number;
+  /** Messages sent through each target before measuring, for JIT and connection warm-up (BENCH_WARMUP). */
+  warmup: number;
+  /** Baselines to run beside edgeferry: subset of aedes,mosquitto, or none (BENCH_BASELINES). */
+  baselines: string[];
+  /** Interleaved rounds per target; the best round is reported (BENCH_ROUNDS). */
+  rounds: number;
+  /** Deadline of one measured run (BENCH_TIMEOUT_MS). */
+  timeoutMs: number;
+  /** When set, the daemon runs with --cpu-prof into this directory (BENCH_CPU_PROF). */
+  cpuProfDir: string | null;
+  /**
+   * JSON object deep-merged over every generated edgeferry config (BENCH_EDGEFERRY_CONFIG), e.g.
+   * '{"journal":{"groupCommit":{"maxDelayMs":0}}}'.
+   */
+  edgeferryOverrides: Record<string, unknown> | null;
+}
+
+function jsonObject(name: string): Record<string, unknown> | null {
+  const raw = process.env[name];
+  if (!raw) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (err) {
+    throw new Error(`${name} is not JSON: ${(err as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new Error(`${name} must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+export function readEnv(): BenchEnv {
+  const baselines = (process.env.BENCH_BASELINES ?? 'aedes,mosquitto')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s && s !== 'none');
+  for (const b of baselines) {
+    if (b !== 'aedes' && b !== 'mosquitto') throw new Error(`BENCH_BASELINES: unknown baseline ${b}`);
+  }
+  return {
+    messages: int('BENCH_MESSAGES', 50_000, 1),
+    publishers: int('BENCH_PUBLISHERS', 4, 1),
+    inflight: int('BENCH_INFLIGHT', 100, 1, 65_535),
+    payloadBytes: int('BENCH_PAYLOAD_BYTES', 200, 8, 200_000),
+    warmup: int('BENCH_WARMUP', 5000, 0),
+    baselines,
+    rounds: int('BENCH_ROUNDS', 2, 1),
+    timeoutMs: int('BENCH_TIMEOUT_MS', 120_000, 1000),
+    cpuProfDir: process.env.BENCH_CPU_PROF || null,
+    edgeferryOverrides: jsonObject('BENCH_EDGEFERRY_CONFIG'),
+  };
+}

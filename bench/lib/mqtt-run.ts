@@ -1,0 +1,173 @@
+// One measured MQTT load against one target: warm up, then publish N x M messages from a worker
+// thread while sampling the target process, and wait until the target's consumer has every
+// message. Shared by every MQTT-in scenario.
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import { waitForCount } from './consumer.ts';
+import { LOAD_DEFAULTS, type LoadResult, prepareLoadInWorker } from './mqtt-load.ts';
+import { SelfCpu, SystemCpu } from './proc.ts';
+import type { Column, ResultRow } from './report.ts';
+import type { MqttTarget } from './targets.ts';
+
+export interface MqttRunSpec {
+  publishers: number;
+  /** Per publisher. */
+  messages: number;
+  qos: 0 | 1;
+  inflight: number;
+  payloadBytes: number;
+  /** Messages (total) sent and consumed before measuring. */
+  warmup: number;
+  timeoutMs: number;
+}
+
+export interface MqttRunMetrics {
+  [key: string]: number | null;
+  /** Acked msgs/s: all PUBACKs / (last PUBACK - first publish). */
+  ingestRate: number;
+  /** Mean per-connection acked msgs/s. */
+  perConnRate: number;
+  /** Consumed msgs/s: all records at the consumer / (last arrival - first publish). */
+  deliveredRate: number | null;
+  p50: number | null;
+  p99: number | null;
+  p999: number | null;
+  maxLatency: number | null;
+  /** Target process, over the window first publish .. last arrival. */
+  peakRssMb: number;
+  cpuPct: number;
+  /** The bench process (load worker + consumer) over the same window. */
+  harnessCpuPct: number;
+  /**
+   * Machine busy time not accounted to the target or the bench process: other processes (noise)
+   * and kernel work (softirq) not charged to either.
+   */
+  otherCpuPct: number;
+  sent: number;
+  acked: number;
+  received: number | null;
+  duplicates: number | null;
+}
+
+/** The columns every MQTT throughput scenario prints. */
+export const MQTT_COLUMNS: Column[] = [
+  { key: 'ingestRate', label: 'ingest msg/s', digits: 0, ratio: true },
+  { key: 'perConnRate', label: 'per-conn msg/s', digits: 0, ratio: true },
+  { key: 'deliveredRate', label: 'delivered msg/s', digits: 0, ratio: true },
+  { key: 'p50', label: 'p50 ms', digits: 2, ratio: true },
+  { key: 'p99', label: 'p99 ms', digits: 2, ratio: true },
+  { key: 'p999', label: 'p99.9 ms', digits: 2, ratio: true },
+  { key: 'peakRssMb', label: 'peak RSS MB', digits: 1, ratio: true },
+  { key: 'cpuPct', label: 'CPU %', digits: 0, ratio: true },
+  { key: 'harnessCpuPct', label: 'harness CPU %', digits: 0 },
+  { key: 'otherCpuPct', label: 'other CPU %', digits: 0 },
+];
+
+export async function measureMqtt(
+  target: MqttTarget,
+  spec: MqttRunSpec,
+  log: (msg: string) => void,
+): Promise<{
+  metrics: MqttRunMetrics;
+  load: LoadResult;
+  window: Record<string, number>;
+  /** Change of the target's `inspect()` counters over the measured run. */
+  counters: Record<string, number>;
+}> {
+  const consumer = target.consumer;
+  const base = {
+    ...LOAD_DEFAULTS,
+    host: target.host,
+    port: target.port,
+    publishers: spec.publishers,
+    qos: spec.qos,
+    inflight: spec.inflight,
+    payloadBytes: spec.payloadBytes,
+    timeoutMs: spec.timeoutMs,
+  };
+
+  if (spec.warmup > 0) {
+    const per = Math.ceil(spec.warmup / spec.publishers);
+    const warm = await prepareLoadInWorker({ ...base, messages: per, clientIdPrefix: 'bench-warm' });
+    await warm.go();
+    if (consumer)
+      await waitForCount(consumer, per * spec.publishers, spec.timeoutMs, `${target.name} warm-up`);
+    await sleep(300);
+    consumer?.reset();
+  }
+
+  const total = spec.publishers * spec.messages;
+  log(`${target.name}: ${spec.publishers} x ${spec.messages} QoS ${spec.qos}, ${spec.inflight} in flight`);
+  const before = (await target.inspect?.()) ?? {};
+  const load = await prepareLoadInWorker({ ...base, messages: spec.messages });
+  const sampler = target.sampler();
+  const self = new SelfCpu();
+  const machine = new SystemCpu();
+  sampler.begin();
+  self.begin();
+  machine.begin();
+  let result: LoadResult;
+  try {
+    result = await load.go();
+    if (consumer) {
+      const left = Math.max(1000, spec.timeoutMs - (result.endedAt - result.startedAt));
+      await waitForCount(consumer, total, left, `${target.name} delivery`);
+    }
+  } catch (err) {
+    sampler.end();
+    load.abort();
+    throw err;
+  }
+  const win = sampler.end();
+  const harnessCpuPct = self.end();
+  const machinePct = machine.end();
+  const after = (await target.inspect?.()) ?? {};
+  const counters: Record<string, number> = {};
+  for (const k of Object.keys(after)) counters[k] = after[k] - (before[k] ?? 0);
+  const lat = consumer?.latency;
+  const metrics: MqttRunMetrics = {
+    ingestRate: result.rate,
+    perConnRate: result.perConnectionRate,
+    deliveredRate: consumer ? consumer.received / ((consumer.lastAt - result.startedAt) / 1000) : null,
+    p50: lat ? lat.percentile(50) : null,
+    p99: lat ? lat.percentile(99) : null,
+    p999: lat ? lat.percentile(99.9) : null,
+    maxLatency: lat ? lat.max : null,
+    peakRssMb: win.peakRssMb,
+    cpuPct: win.cpuPct,
+    harnessCpuPct,
+    otherCpuPct: Math.max(0, machinePct - win.cpuPct - harnessCpuPct),
+    sent: result.sent,
+    acked: result.acked,
+    received: consumer ? consumer.received : null,
+    duplicates: consumer ? consumer.duplicates : null,
+  };
+  if (consumer && consumer.received > total) {
+    log(`${target.name}: consumer got ${consumer.received} for ${total} sent (redeliveries)`);
+  }
+  return { metrics, load: result, window: { ...win }, counters };
+}
+
+/** A result row from a measured run (or the error that ended it). */
+export function mqttRow(
+  target: string,
+  run: Awaited<ReturnType<typeof measureMqtt>> | Error,
+  extra: Record<string, unknown> = {},
+): ResultRow {
+  if (run instanceof Error) return { target, metrics: {}, error: run.message, detail: extra };
+  return {
+    target,
+    metrics: run.metrics,
+    detail: {
+      ...extra,
+      window: run.window,
+      counters: run.counters,
+      connections: run.load.connections.map((c) => ({
+        clientId: c.clientId,
+        acked: c.acked,
+        ms: Math.round(c.lastAckAt - c.firstSendAt),
+        rate: Math.round(c.rate),
+      })),
+    },
+  };
+}

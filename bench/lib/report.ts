@@ -1,0 +1,78 @@
+// Scenario results: the shape written to bench/results/*.json and the printed table.
+
+import type { MachineInfo } from './machine.ts';
+
+export interface Column {
+  key: string;
+  label: string;
+  /** Decimals shown. */
+  digits: number;
+  /** Show reference/row beside the figure on non-reference rows. */
+  ratio?: boolean;
+}
+
+export interface ResultRow {
+  /** What ran: 'edgeferry', 'aedes', 'mosquitto', 'null-broker qos1 x4', ... */
+  target: string;
+  metrics: Record<string, number | null>;
+  /** Everything else worth keeping in the JSON (per-connection figures, raw windows). */
+  detail?: Record<string, unknown>;
+  error?: string;
+}
+
+export interface ScenarioOutcome {
+  params: Record<string, unknown>;
+  columns: Column[];
+  rows: ResultRow[];
+  /** Target whose figures the other rows are compared with (ratio = reference / row). */
+  reference?: string;
+  notes: string[];
+}
+
+export interface ScenarioResult extends ScenarioOutcome {
+  scenario: string;
+  description: string;
+  startedAt: string;
+  finishedAt: string;
+  machine: MachineInfo;
+  error?: string;
+}
+
+export function formatNumber(v: number | null | undefined, digits: number): string {
+  if (v === null || v === undefined || Number.isNaN(v)) return '-';
+  return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function formatRatio(ref: number | null | undefined, v: number | null | undefined): string {
+  if (ref == null || v == null || Number.isNaN(ref) || Number.isNaN(v) || v === 0) return '';
+  const r = ref / v;
+  return ` (${r >= 10 ? r.toFixed(0) : r.toFixed(2)}x)`;
+}
+
+/** A plain-text table; a ratio "(reference/row)" follows each figure of non-reference rows. */
+export function formatTable(
+  result: Pick<ScenarioResult, 'scenario' | 'columns' | 'rows' | 'reference'>,
+): string {
+  const ref = result.rows.find((r) => r.target === result.reference && !r.error);
+  const header = ['target', ...result.columns.map((c) => c.label)];
+  const body = result.rows.map((row) => {
+    if (row.error) return [row.target, `ERROR: ${row.error.replace(/\s+/g, ' ').slice(0, 160)}`];
+    return [
+      row.target,
+      ...result.columns.map((c) => {
+        const v = row.metrics[c.key];
+        const text = formatNumber(v, c.digits);
+        return c.ratio && ref && row !== ref ? text + formatRatio(ref.metrics[c.key], v) : text;
+      }),
+    ];
+  });
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...body.filter((r) => i === 0 || r.length > 2).map((r) => r[i].length)),
+  );
+  const line = (cells: string[]) =>
+    cells.length === 2 && cells[1].startsWith('ERROR')
+      ? `${cells[0].padEnd(widths[0])}  ${cells[1]}`
+      : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
+  return [line(header), rule, ...body.map(line)].join('\n');
+}

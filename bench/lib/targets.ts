@@ -1,0 +1,251 @@
+// The systems an MQTT load is pointed at: the edgeferry daemon (consumer: the HTTP receiver its
+// sink posts to) and the baselines (consumer: an MQTT subscriber): a bare aedes broker, mosquitto
+// when installed, and the null broker that only acknowledges (the load generator's ceiling).
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Consumer } from './consumer.ts';
+import { type DaemonOptions, startDaemon } from './daemon.ts';
+import type { BenchEnv } from './env.ts';
+import { BenchReceiver } from './http-receiver.ts';
+import { MqttSubscriber } from './mqtt-sub.ts';
+import { freePort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
+
+export const MOSQUITTO_BIN = process.env.BENCH_MOSQUITTO ?? '/usr/sbin/mosquitto';
+
+export interface MqttTarget {
+  /** 'edgeferry', 'aedes', 'mosquitto', 'null-broker'. */
+  name: string;
+  host: string;
+  port: number;
+  pid: number;
+  /** Where the messages come out; null when nothing consumes them (the null broker). */
+  consumer: Consumer | null;
+  sampler(): ProcSampler;
+  /** Anything the target printed, for error reports. */
+  output(): string;
+  /** Internal counters worth comparing before and after a run (edgeferry: journal, batches). */
+  inspect?(): Promise<Record<string, number>>;
+  stop(): Promise<void>;
+}
+
+/** The subscription the baselines' consumer makes: every publisher's topic. */
+export const BASELINE_FILTER = 'bench/#';
+
+export interface EdgeferryTargetOptions {
+  /** The HTTP sink's `batch:` section. */
+  batch: Record<string, unknown>;
+  journal?: Record<string, unknown>;
+  daemon?: Partial<DaemonOptions>;
+  /** Applies BENCH_CPU_PROF and BENCH_EDGEFERRY_CONFIG. */
+  env?: BenchEnv;
+}
+
+export async function startEdgeferry(opts: EdgeferryTargetOptions): Promise<MqttTarget> {
+  const receiver = new BenchReceiver();
+  await receiver.start();
+  try {
+    const env = opts.env;
+    const daemon = await startDaemon({
+      nodeArgs: env?.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${env.cpuProfDir}`] : undefined,
+      overrides: env?.edgeferryOverrides ?? undefined,
+      ...opts.daemon,
+      journal: opts.journal,
+      sinks: [{ name: 'bench', type: 'http', url: receiver.url, batch: opts.batch }],
+    });
+    return {
+      name: 'edgeferry',
+      host: '127.0.0.1',
+      port: daemon.mqttPort,
+      pid: daemon.pid,
+      consumer: receiver,
+      sampler: daemon.sampler,
+      output: daemon.output,
+      async inspect() {
+        const status = JSON.parse((await daemon.admin('/v1/status')).body) as {
+          journal: { counters: { appended: number; committedBatches: number } };
+        };
+        return {
+          journalAppended: status.journal.counters.appended,
+          groupCommits: status.journal.counters.committedBatches,
+          httpBatches: receiver.requests,
+        };
+      },
+      async stop() {
+        await daemon.stop();
+        await receiver.close();
+      },
+    };
+  } catch (err) {
+    await receiver.close();
+    throw err;
+  }
+}
+
+/** Spawns a broker process and waits for its 'listening' JSON line (or a TCP accept). */
+async function spawnBroker(
+  name: string,
+  command: string,
+  args: string[],
+  port: number,
+  ready: 'json-line' | 'tcp',
+): Promise<{ proc: ChildProcess; output: () => string }> {
+  const proc = track(spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
+  let out = '';
+  proc.stderr!.setEncoding('utf8');
+  proc.stderr!.on('data', (c: string) => {
+    out = (out + c).slice(-8192);
+  });
+  const exited = new Promise<never>((_, reject) =>
+    proc.once('exit', (code) => reject(new Error(`${name} exited (${code}) before listening: ${out}`))),
+  );
+  exited.catch(() => {});
+  const listening =
+    ready === 'json-line'
+      ? new Promise<void>((resolve) => {
+          const rl = createInterface({ input: proc.stdout! });
+          rl.on('line', (line) => {
+            if (line.includes('"listening"')) resolve();
+          });
+        })
+      : waitForTcp(port, 10_000);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${name} not listening within 10 s: ${out}`)), 10_000);
+  });
+  try {
+    await Promise.race([listening, exited, timeout]);
+  } catch (err) {
+    await stopChild(proc, 1000);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (ready === 'tcp') proc.stdout!.resume();
+  return { proc, output: () => out };
+}
+
+async function waitForTcp(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} not accepting within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function withSubscriber(
+  name: string,
+  port: number,
+  broker: { proc: ChildProcess; output: () => string },
+  cleanup: () => void = () => {},
+): Promise<MqttTarget> {
+  const sub = new MqttSubscriber();
+  try {
+    await sub.start('127.0.0.1', port, BASELINE_FILTER, 1);
+  } catch (err) {
+    await stopChild(broker.proc, 1000);
+    cleanup();
+    throw err;
+  }
+  return {
+    name,
+    host: '127.0.0.1',
+    port,
+    pid: broker.proc.pid!,
+    consumer: sub,
+    sampler: () => new ProcSampler(broker.proc.pid!),
+    output: broker.output,
+    async stop() {
+      await sub.close();
+      await stopChild(broker.proc, 5000);
+      cleanup();
+    },
+  };
+}
+
+const BASELINES_DIR = new URL('../baselines/', import.meta.url).pathname;
+
+/** A bare aedes broker in its own process, one QoS 1 subscriber on `bench/#`. */
+export async function startAedes(): Promise<MqttTarget> {
+  const port = await freePort();
+  const broker = await spawnBroker(
+    'aedes',
+    process.execPath,
+    [join(BASELINES_DIR, 'aedes-broker.ts'), String(port)],
+    port,
+    'json-line',
+  );
+  return withSubscriber('aedes', port, broker);
+}
+
+export function mosquittoInstalled(): boolean {
+  return existsSync(MOSQUITTO_BIN);
+}
+
+/**
+ * mosquitto on loopback, anonymous, no persistence, one QoS 1 subscriber on `bench/#`. The
+ * per-client outgoing limits (20 in flight, 1000 queued by default; beyond that QoS 1 messages
+ * are dropped) are lifted so the subscriber sees every message, as it does with aedes.
+ */
+export async function startMosquitto(): Promise<MqttTarget> {
+  const port = await freePort();
+  const dir = makeTempDir('mosquitto-bench-');
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence false',
+      'log_dest none',
+      'set_tcp_nodelay true',
+      'max_inflight_messages 0',
+      'max_queued_messages 0',
+      '',
+    ].join('\n'),
+  );
+  let broker: { proc: ChildProcess; output: () => string };
+  try {
+    broker = await spawnBroker('mosquitto', MOSQUITTO_BIN, ['-c', conf], port, 'tcp');
+  } catch (err) {
+    removeTempDir(dir);
+    throw err;
+  }
+  return withSubscriber('mosquitto', port, broker, () => removeTempDir(dir));
+}
+
+/** The null broker: acknowledges everything, forwards nothing (`ackEach`: one write per PUBACK). */
+export async function startNullBroker(ackEach = false): Promise<MqttTarget> {
+  const port = await freePort();
+  const broker = await spawnBroker(
+    'null-broker',
+    process.execPath,
+    [join(BASELINES_DIR, 'null-broker.ts'), String(port), ...(ackEach ? ['--ack-each'] : [])],
+    port,
+    'json-line',
+  );
+  return {
+    name: 'null-broker',
+    host: '127.0.0.1',
+    port,
+    pid: broker.proc.pid!,
+    consumer: null,
+    sampler: () => new ProcSampler(broker.proc.pid!),
+    output: broker.output,
+    async stop() {
+      await stopChild(broker.proc, 2000);
+    },
+  };
+}
