@@ -87,6 +87,7 @@ export class Gateway {
         ttlMs: c.journal.ttl,
         fsync: c.journal.fsync,
         groupCommit: c.journal.groupCommit,
+        maxPendingBytes: c.journal.maxPendingBytes,
         lockWaitMs: c.journal.lockWaitMs,
       },
       this.log.child({ component: 'journal' }),

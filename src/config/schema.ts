@@ -242,8 +242,9 @@ export const configSchema = z.preprocess(
         fsync: z.boolean().default(false),
         groupCommit: section({
           maxRecords: integer(1).default(4096),
-          maxDelayMs: timerMs().prefault(2),
+          maxDelayMs: timerMs().prefault(0),
         }),
+        maxPendingBytes: bytes().prefault('16MiB'),
         lockWaitMs: timerMs().prefault('30s'),
       }),
       mqtt: section({

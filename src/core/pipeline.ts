@@ -11,6 +11,12 @@ export type AppendCallback<S> = (err: Error | null, seq: number, state: S) => vo
 export interface RecordAppender {
   /** Queues `rec` for the next group commit. `cb` runs after the commit; pass null for fire-and-forget. */
   append<S>(rec: RecordInput, cb: AppendCallback<S> | null, state: S): void;
+  /**
+   * True while too much waits for commit. A source then stops reading its inputs (leaving
+   * back-pressure to TCP and the publishers) until `whenUnsaturated` calls back.
+   */
+  readonly saturated: boolean;
+  whenUnsaturated(cb: () => void): void;
 }
 
 /**

@@ -38,7 +38,17 @@ export interface JournalOptions {
   ttlMs?: number;
   /** Make every group commit a synchronous (fsync'd) LevelDB write: survives power loss. */
   fsync: boolean;
+  /**
+   * A group commit takes at most `maxRecords` records. While the journal is idle, the first
+   * append waits `maxDelayMs` for company (0: until the current I/O callbacks have run); while a
+   * write is in flight, appends wait for it and go in the next batch.
+   */
   groupCommit: { maxRecords: number; maxDelayMs: number };
+  /**
+   * Bytes appended but not yet committed above which the journal reports `saturated` and sources
+   * stop reading their inputs (TCP back-pressure to publishers), so a flood cannot grow memory.
+   */
+  maxPendingBytes?: number;
   /** How long to wait for another process's LevelDB lock (a rolling update on one hostPath). */
   lockWaitMs: number;
   /** In-memory tail for sinks that keep up. */
@@ -82,6 +92,9 @@ function newPending(): Pending {
 type Db = Level<Buffer, Buffer>;
 
 const DROP_CHUNK_FRACTION = 0.05;
+/** One LevelDB batch stays below this many bytes, whatever `maxRecords` allows. */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
 
 /**
  * The durable, ordered record log. One writer (group commit: at most one LevelDB batch in
@@ -119,9 +132,15 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private readonly cursors = new Map<string, number>();
   private readonly deadLetterCounts = new Map<string, number>();
   private readonly tail: TailCache;
+  /** Full batches waiting for the write in flight, oldest first; `pending` is the one filling. */
+  private readonly ready: Pending[] = [];
   private pending = newPending();
+  private pendingBytes = 0;
+  private readonly maxPendingBytes: number;
+  private drainWaiters: (() => void)[] = [];
   private writing = false;
   private flushTimer: NodeJS.Timeout | null = null;
+  private flushImmediate: NodeJS.Immediate | null = null;
   private closed = false;
   private writeIdle: Promise<void> = Promise.resolve();
   private writeIdleResolve: (() => void) | null = null;
@@ -141,6 +160,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.firstCum = state.firstCum;
     this.nextCum = state.nextCum;
     for (const [k, v] of state.cursors) this.cursors.set(k, v);
+    this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     this.tail = new TailCache(opts.tailRecords ?? 65_536, opts.tailBytes ?? 32 * 1024 * 1024);
     // The tail holds only what this process commits; records already on disk are read from disk.
     this.tail.dropBefore(state.lastSeq + 1);
@@ -211,22 +231,47 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       return;
     }
     const value = encodeRecord(rec, VALUE_HEADER_BYTES);
-    const p = this.pending;
+    const size = value.length + RECORD_KEY_BYTES;
+    let p = this.pending;
+    if (p.values.length >= this.opts.groupCommit.maxRecords || p.bytes + size > MAX_BATCH_BYTES) {
+      if (p.values.length > 0) this.ready.push(p);
+      p = this.pending = newPending();
+    }
     p.values.push(value);
     p.ts.push(rec.ts);
     p.cbs.push(cb as AppendCallback<unknown> | null);
     p.states.push(state);
-    p.bytes += value.length + RECORD_KEY_BYTES;
+    p.bytes += size;
+    this.pendingBytes += size;
     if (this.writing) return;
-    if (p.values.length >= this.opts.groupCommit.maxRecords) {
-      this.flush();
-    } else if (this.flushTimer === null) {
-      this.flushTimer = setTimeout(this.onFlushTimer, this.opts.groupCommit.maxDelayMs);
-    }
+    if (this.ready.length > 0) this.flush();
+    else this.scheduleFlush();
+  }
+
+  /**
+   * True while more than `maxPendingBytes` wait for commit. Sources stop reading new input
+   * until `whenUnsaturated` calls back.
+   */
+  get saturated(): boolean {
+    return this.pendingBytes > this.maxPendingBytes;
+  }
+
+  /** Calls `cb` once when the bytes waiting for commit fall to half the limit (or at once). */
+  whenUnsaturated(cb: () => void): void {
+    if (this.pendingBytes <= this.maxPendingBytes / 2) process.nextTick(cb);
+    else this.drainWaiters.push(cb);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer !== null || this.flushImmediate !== null) return;
+    const delay = this.opts.groupCommit.maxDelayMs;
+    if (delay > 0) this.flushTimer = setTimeout(this.onFlushTimer, delay);
+    else this.flushImmediate = setImmediate(this.onFlushTimer);
   }
 
   private readonly onFlushTimer = (): void => {
     this.flushTimer = null;
+    this.flushImmediate = null;
     if (!this.writing) this.flush();
   };
 
@@ -235,26 +280,44 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       clearTimeout(this.flushTimer);
       this.flushTimer = null;
     }
-    const batch = this.pending;
-    if (batch.values.length === 0) return;
-    this.pending = newPending();
+    if (this.flushImmediate !== null) {
+      clearImmediate(this.flushImmediate);
+      this.flushImmediate = null;
+    }
+    let batch = this.ready.shift();
+    if (batch === undefined) {
+      batch = this.pending;
+      if (batch.values.length === 0) return;
+      this.pending = newPending();
+    }
     this.writing = true;
-    this.writeIdle = new Promise((resolve) => {
-      this.writeIdleResolve = resolve;
-    });
-    this.commit(batch).then(this.afterCommit, this.afterCommit);
+    // One promise for a run of back-to-back batches: it resolves when the writer goes idle.
+    if (this.writeIdleResolve === null) {
+      this.writeIdle = new Promise((resolve) => {
+        this.writeIdleResolve = resolve;
+      });
+    }
+    const done = (): void => this.afterCommit(batch);
+    this.commit(batch).then(done, done);
   }
 
-  private readonly afterCommit = (): void => {
+  private afterCommit(batch: Pending): void {
     this.writing = false;
-    if (this.pending.values.length > 0) {
+    this.pendingBytes -= batch.bytes;
+    if (this.drainWaiters.length > 0 && this.pendingBytes <= this.maxPendingBytes / 2) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+    // What arrived during the write has waited long enough: commit it now.
+    if (this.ready.length > 0 || this.pending.values.length > 0) {
       this.flush();
       return;
     }
     const resolve = this.writeIdleResolve;
     this.writeIdleResolve = null;
     resolve?.();
-  };
+  }
 
   private async commit(batch: Pending): Promise<void> {
     let accept = batch.values.length;
@@ -584,7 +647,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
 
   /** Resolves once everything appended so far is committed (or has failed). */
   async sync(): Promise<void> {
-    while (this.writing || this.pending.values.length > 0) {
+    while (this.writing || this.ready.length > 0 || this.pending.values.length > 0) {
       if (!this.writing) this.flush();
       await this.writeIdle;
     }
@@ -596,6 +659,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     await this.sync();
     this.closed = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.flushImmediate) clearImmediate(this.flushImmediate);
     if (this.trimTimer) clearTimeout(this.trimTimer);
     if (this.ttlTimer) clearInterval(this.ttlTimer);
     await this.trimming;

@@ -39,6 +39,12 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     'counter',
     perSource('protocolErrors'),
   );
+  add(
+    'edgeferry_ingress_pauses_total',
+    'Times intake stopped reading devices because too much waited for the journal commit.',
+    'counter',
+    perSource('pauses'),
+  );
 
   const j = (f: (journal: NonNullable<GatewayView['journal']>) => Sample[]) => () =>
     view.journal ? f(view.journal) : [];

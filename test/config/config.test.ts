@@ -45,7 +45,7 @@ journal:
   onFull: drop-oldest
   ttl: 7d
   fsync: false
-  groupCommit: { maxRecords: 4096, maxDelayMs: 2 }
+  groupCommit: { maxRecords: 4096, maxDelayMs: 0 }
   lockWaitMs: 30s
 mqtt:
   enabled: true
@@ -117,7 +117,8 @@ describe('defaults', () => {
         maxBytes: 1024 ** 3,
         onFull: 'drop-oldest',
         fsync: false,
-        groupCommit: { maxRecords: 4096, maxDelayMs: 2 },
+        groupCommit: { maxRecords: 4096, maxDelayMs: 0 },
+        maxPendingBytes: 16 * 1024 * 1024,
         lockWaitMs: 30_000,
       },
       mqtt: { enabled: true, host: '0.0.0.0', port: 1883, maxPacketBytes: 256 * 1024 },
@@ -138,7 +139,7 @@ describe('defaults', () => {
   it('keeps defaults for the keys a partial section leaves out', () => {
     const config = parseConfig({ mqtt: { port: 0 }, journal: { groupCommit: { maxRecords: 1 } } }, NO_ENV);
     expect(config.mqtt).toEqual({ enabled: true, host: '0.0.0.0', port: 0, maxPacketBytes: 262_144 });
-    expect(config.journal.groupCommit).toEqual({ maxRecords: 1, maxDelayMs: 2 });
+    expect(config.journal.groupCommit).toEqual({ maxRecords: 1, maxDelayMs: 0 });
   });
 
   it('fills sink defaults', () => {
@@ -175,7 +176,8 @@ describe('the example configuration', () => {
       onFull: 'drop-oldest',
       ttl: 7 * 24 * 3600 * 1000,
       fsync: false,
-      groupCommit: { maxRecords: 4096, maxDelayMs: 2 },
+      groupCommit: { maxRecords: 4096, maxDelayMs: 0 },
+      maxPendingBytes: 16 * 1024 * 1024,
       lockWaitMs: 30_000,
     });
     expect(config.mqtt.maxPacketBytes).toBe(262_144);

@@ -19,6 +19,7 @@ import {
   writeConfig,
 } from '../helpers/daemon.ts';
 import { HttpReceiver, type ReceivedBatch, type ReceivedRecord } from '../helpers/http-receiver.ts';
+import { connectPacket, varint } from '../helpers/mqtt-wire.ts';
 
 const daemons: DaemonHandle[] = [];
 const receivers: HttpReceiver[] = [];
@@ -199,30 +200,6 @@ async function rawSocket(port: number): Promise<{ socket: Socket; closed: Promis
     socket.once('error', reject);
   });
   return { socket, closed: done };
-}
-
-/** An MQTT 3.1.1 CONNECT with a clean session. */
-function connectPacket(clientId: string): Buffer {
-  const id = Buffer.from(clientId);
-  const body = Buffer.concat([
-    Buffer.from([0, 4]),
-    Buffer.from('MQTT'),
-    Buffer.from([4, 0x02, 0, 60, 0, id.length]),
-    id,
-  ]);
-  return Buffer.concat([Buffer.from([0x10, body.length]), body]);
-}
-
-/** MQTT Remaining Length encoding. */
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
 }
 
 /** Deterministic noise (xorshift32), so a failure replays with the same bytes. */

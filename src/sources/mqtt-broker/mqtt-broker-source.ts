@@ -3,6 +3,7 @@ import { Aedes, type AuthorizePublishHandler, type Client, type PublishPacket } 
 import { type Logger, ThrottledLog } from '../../core/logger.ts';
 import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
 import type { RecordInput } from '../../core/record.ts';
+import { AckGate } from './ack-gate.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
 
 export interface MqttBrokerOptions {
@@ -18,29 +19,41 @@ export interface MqttSourceCounters {
   /** Connections closed for a malformed or oversize packet. */
   protocolErrors: number;
   connections: number;
+  /** Times intake paused because too much waited for the journal's commit. */
+  pauses: number;
 }
-
-type AuthorizeCallback = (err?: Error | null) => void;
 
 /**
  * The embedded MQTT broker (aedes) on a TCP port. Every device PUBLISH becomes a record.
  *
  * Durability: records are appended in `authorizePublish`, which aedes runs before it writes the
- * PUBACK/PUBREC; for QoS 1 and 2 its callback is held until the group commit, so the ack
- * [MQTT-4.3.2-2] leaves only for a committed record. aedes handles every packet of one socket
- * read concurrently, so a pipelining publisher's in-flight window shares one commit. QoS 0 is
- * appended and released at once. A refused append closes the connection without an ack (MQTT
- * 3.1.1 has no negative PUBACK); the publisher resends after reconnecting.
+ * PUBACK/PUBREC. The broker goes on at once (parsing the connection's next packets, delivering
+ * to local subscribers) while the connection's `AckGate` holds the ack, and every later write to
+ * that socket, until the record is committed: an ack [MQTT-4.3.2-2] leaves only for a committed
+ * record, and a publisher's in-flight window is journaled without waiting one commit per socket
+ * read. QoS 0 is appended without an ack to hold. A refused append closes the connection with
+ * its acks unsent (MQTT 3.1.1 has no negative PUBACK); the publisher resends after reconnecting.
+ *
+ * Back-pressure: while the journal is saturated, connections that publish are paused (their
+ * sockets are not read), so a flood fills TCP windows instead of memory.
  */
 export class MqttBrokerSource implements Source, Downlink {
   readonly name = 'mqtt';
-  readonly counters: MqttSourceCounters = { received: 0, refused: 0, protocolErrors: 0, connections: 0 };
+  readonly counters: MqttSourceCounters = {
+    received: 0,
+    refused: 0,
+    protocolErrors: 0,
+    connections: 0,
+    pauses: 0,
+  };
   private readonly opts: MqttBrokerOptions;
   private readonly appender: RecordAppender;
   private readonly log: Logger;
   private broker: Aedes | null = null;
   private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets = new Map<Socket, AckGate>();
+  /** Connections not read until the journal catches up (see `pauseReading`). */
+  private readonly paused = new Set<Socket>();
   private readonly refusedLog = new ThrottledLog();
   private readonly protocolLog = new ThrottledLog();
   private accepting = false;
@@ -99,7 +112,7 @@ export class MqttBrokerSource implements Source, Downlink {
     // net.Server#close waits for every open connection to end, and idle devices never end
     // theirs: destroy them first, then wait.
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
-    for (const s of this.sockets) s.destroy();
+    for (const s of this.sockets.keys()) s.destroy();
     await closed;
     const broker = this.broker;
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
@@ -111,10 +124,10 @@ export class MqttBrokerSource implements Source, Downlink {
       return;
     }
     this.counters.connections++;
-    this.sockets.add(socket);
+    this.sockets.set(socket, new AckGate(socket));
     socket.once('close', () => this.sockets.delete(socket));
     socket.setNoDelay(true);
-    guardPacketSizes(socket, new PacketSizeGuard(this.opts.maxPacketBytes), this);
+    gateReads(socket, new PacketSizeGuard(this.opts.maxPacketBytes), this);
     this.broker.handle(socket);
   };
 
@@ -159,26 +172,55 @@ export class MqttBrokerSource implements Source, Downlink {
     }
     const rec = toRecord(client, packet);
     this.counters.received++;
-    if (packet.qos === 0) {
+    const gate = packet.qos === 0 || !client ? undefined : this.sockets.get(client.conn as Socket);
+    if (gate) {
+      gate.appendedOne();
+      this.appender.append(rec, this.onCommitted, gate);
+    } else {
       this.appender.append(rec, null, null);
-      callback(null);
-      return;
     }
-    this.appender.append(rec, this.onCommitted, callback as AuthorizeCallback);
+    if (client && this.appender.saturated) this.pauseReading(client.conn as Socket);
+    callback(null);
   };
 
-  private readonly onCommitted = (err: Error | null, _seq: number, callback: AuthorizeCallback): void => {
-    if (err) {
-      this.counters.refused++;
-      const suppressed = this.refusedLog.take();
-      if (suppressed >= 0)
-        this.log.warn(
-          { err: err.message, suppressed },
-          'publish not journaled: no ack sent, connection closed',
-        );
+  private readonly onCommitted = (err: Error | null, _seq: number, gate: AckGate): void => {
+    if (!err) {
+      gate.committedOne();
+      return;
     }
-    callback(err);
+    this.counters.refused++;
+    const suppressed = this.refusedLog.take();
+    if (suppressed >= 0)
+      this.log.warn(
+        { err: err.message, suppressed },
+        'publish not journaled: no ack sent, connection closed',
+      );
+    gate.refuse();
   };
+
+  /**
+   * Stops reading a connection that publishes while the journal is saturated: its next read
+   * returns nothing, the socket's buffer fills and TCP pushes back on the publisher. (aedes'
+   * own client pause loses count of the packets in flight, so reads are gated here instead.)
+   */
+  private pauseReading(socket: Socket): void {
+    if (this.paused.has(socket)) return;
+    this.paused.add(socket);
+    this.counters.pauses++;
+    if (this.paused.size === 1) this.appender.whenUnsaturated(this.resumeReading);
+  }
+
+  private readonly resumeReading = (): void => {
+    const sockets = [...this.paused];
+    this.paused.clear();
+    // The broker reads on 'readable'; the refused read left data buffered without a new event.
+    for (const s of sockets) if (!s.destroyed) s.emit('readable');
+  };
+
+  /** Whether the broker may read from `socket` now. */
+  mayRead(socket: Socket): boolean {
+    return !this.paused.has(socket);
+  }
 }
 
 function toRecord(client: Client | null, packet: PublishPacket): RecordInput {
@@ -195,12 +237,14 @@ function toRecord(client: Client | null, packet: PublishPacket): RecordInput {
 }
 
 /**
- * aedes pulls bytes with `socket.read()`; checking each pulled chunk here sees every byte before
- * the parser does, without a Transform stream (and its copies) in between.
+ * aedes pulls bytes with `socket.read()`; wrapping it pauses intake without losing aedes' count
+ * of packets in progress, and checks each pulled chunk before the parser sees it, without a
+ * Transform stream (and its copies) in between.
  */
-function guardPacketSizes(socket: Socket, guard: PacketSizeGuard, source: MqttBrokerSource): void {
+function gateReads(socket: Socket, guard: PacketSizeGuard, source: MqttBrokerSource): void {
   const read = socket.read;
-  socket.read = function guardedRead(this: Socket, size?: number) {
+  socket.read = function gatedRead(this: Socket, size?: number) {
+    if (!source.mayRead(this)) return null;
     const chunk = read.call(this, size);
     if (chunk !== null && Buffer.isBuffer(chunk)) {
       const verdict = guard.feed(chunk);
