@@ -232,6 +232,82 @@ export function readTopic(body: Buffer): string {
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * Where each field of a stored body lies, for encoders that copy bytes instead of decoding to
+ * strings. A field absent from the body has start === end. Reused across records by its owner.
+ */
+export class RecordFieldSpans {
+  ts = 0;
+  sourceStart = 0;
+  sourceEnd = 0;
+  deviceStart = 0;
+  deviceEnd = 0;
+  topicStart = 0;
+  topicEnd = 0;
+  payloadStart = 0;
+  payloadEnd = 0;
+  contentTypeStart = 0;
+  contentTypeEnd = 0;
+  hasAttributes = false;
+  private readonly st = { pos: 0 };
+
+  /** Scans `body`; throws RecordDecodeError if it is not a well-formed record. */
+  scan(body: Buffer): this {
+    this.ts = 0;
+    this.sourceStart = this.sourceEnd = 0;
+    this.deviceStart = this.deviceEnd = 0;
+    this.topicStart = this.topicEnd = 0;
+    this.payloadStart = this.payloadEnd = 0;
+    this.contentTypeStart = this.contentTypeEnd = 0;
+    this.hasAttributes = false;
+    const st = this.st;
+    st.pos = 0;
+    while (st.pos < body.length) {
+      const tag = readVarint(body, st);
+      const wire = tag & 7;
+      if (wire === WIRE_VARINT) {
+        const v = readVarint(body, st);
+        if (tag === TAG_TS) this.ts = v;
+        continue;
+      }
+      if (wire !== WIRE_LEN) throw new RecordDecodeError(`unsupported wire type ${wire}`);
+      const len = readVarint(body, st);
+      const start = st.pos;
+      const end = start + len;
+      if (end > body.length) throw new RecordDecodeError('truncated field');
+      st.pos = end;
+      switch (tag) {
+        case TAG_SOURCE:
+          this.sourceStart = start;
+          this.sourceEnd = end;
+          break;
+        case TAG_DEVICE:
+          this.deviceStart = start;
+          this.deviceEnd = end;
+          break;
+        case TAG_TOPIC:
+          this.topicStart = start;
+          this.topicEnd = end;
+          break;
+        case TAG_PAYLOAD:
+          this.payloadStart = start;
+          this.payloadEnd = end;
+          break;
+        case TAG_CONTENT_TYPE:
+          this.contentTypeStart = start;
+          this.contentTypeEnd = end;
+          break;
+        case TAG_ATTRIBUTES:
+          this.hasAttributes = true;
+          break;
+        default:
+          break;
+      }
+    }
+    return this;
+  }
+}
+
 /** Record id: stable across retries and restarts, the key upstream can deduplicate on. */
 export function recordId(epoch: string, seq: number): string {
   return `${epoch}-${seq}`;
