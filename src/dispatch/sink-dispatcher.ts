@@ -186,28 +186,45 @@ export class SinkDispatcher {
 
   private async run(): Promise<void> {
     const { maxRecords, maxBytes, lingerMs } = this.opts.batch;
+    // The batch after the one in flight, read while the upstream works (a backlog drains at
+    // the pace of the slower of the two, not of both added up).
+    let prefetched: Promise<StoredRecord[]> | null = null;
+    let prefetchedFrom = 0;
     while (!this.halted) {
       const from = this.cursor + 1;
-      const available = this.journal.lastCommittedSeq - from + 1;
-      if (available <= 0) {
-        if (this.draining) return;
-        this.idle = true;
-        await this.sleep(null);
-        this.idle = false;
-        // Idle is not a stall: the clock for "no progress" starts when work arrives.
-        this.lastProgressAt = Date.now();
-        if (lingerMs > 0 && !this.draining && this.journal.lastCommittedSeq - this.cursor < maxRecords) {
-          await this.sleep(lingerMs);
+      let records: StoredRecord[];
+      if (prefetched !== null && prefetchedFrom === from) {
+        records = await prefetched;
+        prefetched = null;
+      } else {
+        prefetched = null;
+        const available = this.journal.lastCommittedSeq - from + 1;
+        if (available <= 0) {
+          if (this.draining) return;
+          this.idle = true;
+          await this.sleep(null);
+          this.idle = false;
+          // Idle is not a stall: the clock for "no progress" starts when work arrives.
+          this.lastProgressAt = Date.now();
+          if (lingerMs > 0 && !this.draining && this.journal.lastCommittedSeq - this.cursor < maxRecords) {
+            await this.sleep(lingerMs);
+          }
+          continue;
         }
-        continue;
+        records = await this.journal.read(from, maxRecords, maxBytes);
       }
-      const records = await this.journal.read(from, maxRecords, maxBytes);
       if (records.length === 0) {
         // Everything in this window failed its checksum (counted by the journal): walk past it.
         await this.advance(Math.min(this.journal.lastCommittedSeq, from + maxRecords - 1));
         continue;
       }
       const last = records[records.length - 1].seq;
+      if (this.journal.lastCommittedSeq > last && !this.draining) {
+        prefetchedFrom = last + 1;
+        prefetched = this.journal.read(prefetchedFrom, maxRecords, maxBytes);
+        // Awaited on the next turn; a failure then stops the loop like any read failure.
+        prefetched.catch(noop);
+      }
       const sendable = this.select(records);
       if (sendable.length > 0 && !(await this.deliver(sendable))) return;
       await this.advance(last);
@@ -286,3 +303,5 @@ export class SinkDispatcher {
     return false;
   }
 }
+
+function noop(): void {}
