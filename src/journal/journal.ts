@@ -276,6 +276,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   };
 
   private flush(): void {
+    // One batch in flight, always: seqs are assigned at commit from lastSeq.
+    if (this.writing) return;
     if (this.flushTimer !== null) {
       clearTimeout(this.flushTimer);
       this.flushTimer = null;
@@ -304,19 +306,20 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private afterCommit(batch: Pending): void {
     this.writing = false;
     this.pendingBytes -= batch.bytes;
-    if (this.drainWaiters.length > 0 && this.pendingBytes <= this.maxPendingBytes / 2) {
-      const waiters = this.drainWaiters;
-      this.drainWaiters = [];
-      for (const w of waiters) w();
-    }
     // What arrived during the write has waited long enough: commit it now.
     if (this.ready.length > 0 || this.pending.values.length > 0) {
       this.flush();
-      return;
+    } else {
+      const resolve = this.writeIdleResolve;
+      this.writeIdleResolve = null;
+      resolve?.();
     }
-    const resolve = this.writeIdleResolve;
-    this.writeIdleResolve = null;
-    resolve?.();
+    // Last, and not inline: a waiter resumes a source, whose appends must find the writer busy.
+    if (this.drainWaiters.length > 0 && this.pendingBytes <= this.maxPendingBytes / 2) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) process.nextTick(w);
+    }
   }
 
   private async commit(batch: Pending): Promise<void> {

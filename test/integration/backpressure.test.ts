@@ -68,6 +68,9 @@ describe('intake back-pressure', () => {
 
     await eventually(async () => (await d.status()).journal.counters.appended === N, `all ${N} journaled`);
     const status = await d.status();
+    // Each record under its own seq: N seqs used, N records retained.
+    expect(status.journal.lastSeq).toBe(N);
+    expect(status.journal.records).toBe(N);
     expect(sourceCounter(status, 'received')).toBe(N);
     expect(sourceCounter(status, 'pauses')).toBeGreaterThan(0);
     expect(await d.metrics()).toMatch(/edgeferry_ingress_pauses_total\{protocol="mqtt"\} [1-9]/);
@@ -95,6 +98,8 @@ describe('intake back-pressure', () => {
     expect(ids).toEqual(Array.from({ length: N }, (_, i) => i + 1));
     const status = await d.status();
     expect(status.journal.counters.appended).toBe(N);
+    expect(status.journal.lastSeq).toBe(N);
+    expect(status.journal.records).toBe(N);
     expect(sourceCounter(status, 'pauses')).toBeGreaterThan(0);
   });
 });

@@ -246,6 +246,42 @@ describe('append and group commit', () => {
     expect(j.counters.committedBatches).toBeLessThanOrEqual(20);
   });
 
+  it('saturates above maxPendingBytes; appends made when it clears never share a seq', async () => {
+    const j = await open({ maxPendingBytes: 4096, groupCommit: { maxRecords: 16, maxDelayMs: 0 } });
+    const total = 1000;
+    const acks: Ack[] = new Array(total);
+    let next = 0;
+    let wakeups = 0;
+    let left = total;
+    await new Promise<void>((resolve) => {
+      const onAck = (err: Error | null, seq: number, i: number): void => {
+        acks[i] = { err, seq };
+        if (--left === 0) resolve();
+      };
+      // A source: appends until saturated, then waits to be resumed, like the MQTT broker.
+      const produce = (): void => {
+        while (next < total) {
+          j.append(rec(next), onAck, next);
+          next++;
+          if (j.saturated) {
+            j.whenUnsaturated(() => {
+              wakeups++;
+              produce();
+            });
+            return;
+          }
+        }
+      };
+      produce();
+    });
+    expect(wakeups).toBeGreaterThan(0);
+    expect(acks.map((a) => a.err)).toEqual(new Array(total).fill(null));
+    expect(acks.map((a) => a.seq)).toEqual(range(1, total));
+    expect(j.lastCommittedSeq).toBe(total);
+    expect(j.counters.appended).toBe(total);
+    expectRecords(await readAll(j), 1, total);
+  });
+
   it('waits for maxDelayMs and commits a tick of appends below maxRecords as one batch', async () => {
     const j = await open({ groupCommit: { maxRecords: 10_000, maxDelayMs: 5 } });
     const commits: number[] = [];
