@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { readEnv } from './lib/env.ts';
-import { describeMachine, machineInfo } from './lib/machine.ts';
+import { describeMachine, describeSource, machineInfo, sourceInfo } from './lib/machine.ts';
 import { installExitHandlers, killAllChildren } from './lib/proc.ts';
 import { formatTable, type ScenarioResult } from './lib/report.ts';
 import { scenarios } from './scenarios/index.ts';
@@ -50,6 +50,7 @@ async function main(): Promise<number> {
   const env = readEnv();
   const machine = machineInfo();
   log(`machine: ${describeMachine(machine)}`);
+  log(`source: ${describeSource(sourceInfo())}`);
   log(`scenarios: ${selected.map((s) => s.name).join(', ')}`);
   mkdirSync(RESULTS_DIR, { recursive: true });
 
@@ -57,6 +58,8 @@ async function main(): Promise<number> {
   let failed = false;
   for (const s of selected) {
     const startedAt = new Date();
+    // Per scenario: the tree can change under a long run.
+    const source = sourceInfo();
     log(`${s.name}: start`);
     let result: ScenarioResult;
     try {
@@ -67,6 +70,7 @@ async function main(): Promise<number> {
         startedAt: startedAt.toISOString(),
         finishedAt: new Date().toISOString(),
         machine,
+        source,
         ...outcome,
       };
     } catch (err) {
@@ -76,6 +80,7 @@ async function main(): Promise<number> {
         startedAt: startedAt.toISOString(),
         finishedAt: new Date().toISOString(),
         machine,
+        source,
         params: {},
         columns: [],
         rows: [],

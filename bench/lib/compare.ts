@@ -1,9 +1,11 @@
 // Runs one MQTT load against edgeferry and the requested baselines, side by side: targets are
 // interleaved round by round (edgeferry, aedes, mosquitto, edgeferry, ...) so background noise
 // falls on all of them alike, each round on a freshly started target. With several rounds the
-// row of a target is its best round by ingest rate (noise only ever slows a run down); every
-// round is kept in the JSON.
+// row of a target is its best round by ingest rate (noise only ever slows a run down), or by
+// another figure (`CompareOptions.best`, e.g. the lowest p99 of a paced run); every round is
+// kept in the JSON.
 
+import type { BenchEnv } from './env.ts';
 import { type MqttRunSpec, measureMqtt, mqttRow } from './mqtt-run.ts';
 import { formatNumber, type ResultRow } from './report.ts';
 import type { ScenarioContext } from './scenario.ts';
@@ -12,20 +14,58 @@ import { type MqttTarget, mosquittoInstalled, startAedes, startMosquitto } from 
 /** Above this much CPU used by others during a run, the result gets a "noisy" note. */
 const NOISY_OTHER_CPU_PCT = 25;
 
-export async function compareTargets(
-  ctx: ScenarioContext,
-  spec: MqttRunSpec,
-  edgeferry: () => Promise<MqttTarget>,
-): Promise<{ rows: ResultRow[]; notes: string[] }> {
-  const notes: string[] = [];
-  const starters: [string, () => Promise<MqttTarget>][] = [['edgeferry', edgeferry]];
-  for (const b of ctx.env.baselines) {
+export type Starter = [name: string, start: () => Promise<MqttTarget>];
+
+export interface CompareOptions {
+  /**
+   * Which round becomes a target's row: the one with the highest (or, `lower`, the lowest) value
+   * of `key`. Default: the highest ingest rate.
+   */
+  best?: { key: string; lower: boolean; label: string };
+}
+
+/** The baselines BENCH_BASELINES asks for (mosquitto only when installed; a note otherwise). */
+export function baselineStarters(env: BenchEnv, notes: string[]): Starter[] {
+  const starters: Starter[] = [];
+  for (const b of env.baselines) {
     if (b === 'aedes') starters.push(['aedes', startAedes]);
     if (b === 'mosquitto') {
       if (mosquittoInstalled()) starters.push(['mosquitto', startMosquitto]);
       else notes.push('mosquitto is not installed: baseline skipped');
     }
   }
+  return starters;
+}
+
+/** edgeferry and the baselines, interleaved. */
+export async function compareTargets(
+  ctx: ScenarioContext,
+  spec: MqttRunSpec,
+  edgeferry: () => Promise<MqttTarget>,
+  opts: CompareOptions = {},
+): Promise<{ rows: ResultRow[]; notes: string[] }> {
+  const notes: string[] = [];
+  const starters: Starter[] = [['edgeferry', edgeferry], ...baselineStarters(ctx.env, notes)];
+  const out = await compareStarters(ctx, spec, starters, opts);
+  return { rows: out.rows, notes: [...notes, ...out.notes] };
+}
+
+/** Any list of targets (e.g. edgeferry with an HTTP and with a gRPC sink), interleaved. */
+export async function compareStarters(
+  ctx: ScenarioContext,
+  spec: MqttRunSpec,
+  starters: Starter[],
+  opts: CompareOptions = {},
+): Promise<{ rows: ResultRow[]; notes: string[] }> {
+  const notes: string[] = [];
+  const best = opts.best ?? { key: 'ingestRate', lower: false, label: 'ingest msg/s' };
+  const better = (a: ResultRow, b: ResultRow): boolean => {
+    const va = a.metrics[best.key] ?? Number.NaN;
+    const vb = b.metrics[best.key] ?? Number.NaN;
+    if (Number.isNaN(va)) return true;
+    if (Number.isNaN(vb)) return false;
+    return best.lower ? vb < va : vb > va;
+  };
   const rounds = new Map<string, ResultRow[]>(starters.map(([n]) => [n, []]));
   for (let round = 1; round <= ctx.env.rounds; round++) {
     for (const [name, start] of starters) {
@@ -39,14 +79,18 @@ export async function compareTargets(
         const row = mqttRow(name, run, { round });
         rounds.get(name)!.push(row);
         const c = run.counters;
-        if (c.groupCommits > 0 && c.httpBatches > 0) {
+        const m = run.metrics;
+        const lat = m.p99 != null ? `, p99 ${formatNumber(m.p99, 2)} ms` : '';
+        const lost = m.lost ? `, lost ${formatNumber(m.lost, 0)}` : '';
+        const sink = sinkBatches(c);
+        if (c.groupCommits > 0 && sink) {
           ctx.log(
-            `${tag}: ${formatNumber(run.metrics.ingestRate, 0)} msg/s; ${formatNumber(c.groupCommits, 0)} group commits ` +
-              `(avg ${formatNumber(c.journalAppended / c.groupCommits, 1)} records), ${formatNumber(c.httpBatches, 0)} HTTP ` +
-              `batches (avg ${formatNumber(run.metrics.received! / c.httpBatches, 1)} records)`,
+            `${tag}: ${formatNumber(m.ingestRate, 0)} msg/s${lat}${lost}; ${formatNumber(c.groupCommits, 0)} group commits ` +
+              `(avg ${formatNumber(c.journalAppended / c.groupCommits, 1)} records), ${formatNumber(sink.n, 0)} ${sink.what} ` +
+              `(avg ${formatNumber(m.received! / sink.n, 1)} records)`,
           );
         } else {
-          ctx.log(`${tag}: ${formatNumber(run.metrics.ingestRate, 0)} msg/s`);
+          ctx.log(`${tag}: ${formatNumber(m.ingestRate, 0)} msg/s${lat}${lost}`);
         }
       } catch (err) {
         const e = err as Error;
@@ -65,25 +109,53 @@ export async function compareTargets(
       rows.push(runs[runs.length - 1]);
       continue;
     }
-    const best = ok.reduce((a, b) => ((b.metrics.ingestRate ?? 0) > (a.metrics.ingestRate ?? 0) ? b : a));
+    const chosen = ok.reduce((a, b) => (better(a, b) ? b : a));
     rows.push({
-      ...best,
-      detail: { ...best.detail, rounds: runs.map((r) => ({ metrics: r.metrics, error: r.error })) },
+      ...chosen,
+      detail: { ...chosen.detail, rounds: runs.map((r) => ({ metrics: r.metrics, error: r.error })) },
     });
-    const c = (best.detail?.counters ?? {}) as Record<string, number>;
-    if (c.groupCommits > 0 && c.httpBatches > 0) {
+    const c = (chosen.detail?.counters ?? {}) as Record<string, number>;
+    const sink = sinkBatches(c);
+    if (c.groupCommits > 0 && sink) {
       notes.push(
         `${name}: ${formatNumber(c.groupCommits, 0)} group commits (avg ${formatNumber(c.journalAppended / c.groupCommits, 1)} records), ` +
-          `${formatNumber(c.httpBatches, 0)} HTTP batches (avg ${formatNumber(best.metrics.received! / c.httpBatches, 1)} records)`,
+          `${formatNumber(sink.n, 0)} ${sink.what} (avg ${formatNumber(chosen.metrics.received! / sink.n, 1)} records)`,
       );
     }
-    if (best.metrics.duplicates)
-      notes.push(`${name}: ${best.metrics.duplicates} duplicate/out-of-order deliveries`);
-    const other = best.metrics.otherCpuPct;
+    for (const r of runs) {
+      const rc = (r.detail?.counters ?? {}) as Record<string, number>;
+      if (rc.journalLastSeq !== undefined && rc.journalLastSeq !== rc.journalAppended) {
+        notes.push(
+          `${name} (round ${r.detail?.round}): the journal counted ${formatNumber(rc.journalAppended, 0)} records appended ` +
+            `but its last seq moved by ${formatNumber(rc.journalLastSeq, 0)}: committed records share seqs (overwritten)`,
+        );
+      }
+    }
+    if (chosen.metrics.duplicates)
+      notes.push(`${name}: ${chosen.metrics.duplicates} duplicate/out-of-order deliveries`);
+    const lossy = ok.filter((r) => r.metrics.lost);
+    if (lossy.length > 0) {
+      const each = lossy.map(
+        (r) =>
+          `round ${r.detail?.round}: ${formatNumber(r.metrics.lost, 0)} of ${formatNumber(r.metrics.sent, 0)} ` +
+          `(${formatNumber(r.metrics.lossPct, 2)} %)`,
+      );
+      notes.push(`${name}: lost ${each.join('; ')}`);
+    }
+    const other = chosen.metrics.otherCpuPct;
     if (other != null && other > NOISY_OTHER_CPU_PCT) {
       notes.push(`${name}: noisy run: ${other.toFixed(0)}% CPU used outside the target and the harness`);
     }
   }
-  if (ctx.env.rounds > 1) notes.push(`best of ${ctx.env.rounds} interleaved rounds by ingest msg/s`);
+  if (ctx.env.rounds > 1) {
+    notes.push(`best of ${ctx.env.rounds} interleaved rounds by ${best.lower ? 'lowest ' : ''}${best.label}`);
+  }
   return { rows, notes };
+}
+
+/** The sink's upstream calls over a run, from a target's counters (HTTP POSTs or gRPC Pushes). */
+function sinkBatches(c: Record<string, number>): { n: number; what: string } | null {
+  if (c.httpBatches > 0) return { n: c.httpBatches, what: 'HTTP batches' };
+  if (c.grpcPushes > 0) return { n: c.grpcPushes, what: 'gRPC Pushes' };
+  return null;
 }

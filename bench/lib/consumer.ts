@@ -59,3 +59,33 @@ export async function waitForCount(
     await sleep(10);
   }
 }
+
+/**
+ * Polls until `c` has received `count` messages or has received nothing new for `quietMs`
+ * (QoS 0: what was lost never comes); rejects after `timeoutMs`. Returns the count reached.
+ */
+export async function waitForCountOrQuiet(
+  c: Consumer,
+  count: number,
+  quietMs: number,
+  timeoutMs: number,
+  what: string,
+): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = c.received;
+  let lastChange = Date.now();
+  while (c.received < count) {
+    const now = Date.now();
+    if (c.received !== last) {
+      last = c.received;
+      lastChange = now;
+    } else if (now - lastChange >= quietMs) {
+      return c.received;
+    }
+    if (now > deadline) {
+      throw new Error(`${what}: received ${c.received} of ${count} within ${timeoutMs} ms`);
+    }
+    await sleep(10);
+  }
+  return c.received;
+}

@@ -34,6 +34,22 @@ export interface BenchEnv {
    * '{"journal":{"groupCommit":{"maxDelayMs":0}}}'.
    */
   edgeferryOverrides: Record<string, unknown> | null;
+  /** Total msgs/s of the paced scenarios, spread over the publishers (BENCH_RATE). */
+  rate: number;
+  /** Length of the paced run in `mqtt-qos1-paced` (BENCH_PACED_SECONDS). */
+  pacedSeconds: number;
+  /** Total msgs/s in `mqtt-qos0`; 0 = unpaced, TCP back-pressure only (BENCH_QOS0_RATE). */
+  qos0Rate: number;
+  /** `outage-drain`: how long the receiver is down while publishers go on (BENCH_OUTAGE_SECONDS). */
+  outageSeconds: number;
+  /** `outage-drain`: live traffic after the receiver is back (BENCH_DRAIN_SECONDS). */
+  drainSeconds: number;
+  /** How the receiver is down: 'refuse' (not listening) or '503' (BENCH_OUTAGE_MODE). */
+  outageMode: 'refuse' | '503';
+  /** `backlog-1m`: records buffered while the receiver is down (BENCH_BACKLOG). */
+  backlog: number;
+  /** `backlog-1m`: also run the same traffic with the receiver up, no backlog (BENCH_BACKLOG_CONTROL=1). */
+  backlogControl: boolean;
 }
 
 function jsonObject(name: string): Record<string, unknown> | null {
@@ -48,6 +64,13 @@ function jsonObject(name: string): Record<string, unknown> | null {
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new Error(`${name} must be a JSON object`);
   return v as Record<string, unknown>;
+}
+
+function outageMode(): 'refuse' | '503' {
+  const raw = process.env.BENCH_OUTAGE_MODE || 'refuse';
+  if (raw !== 'refuse' && raw !== '503')
+    throw new Error(`BENCH_OUTAGE_MODE must be refuse or 503 (got ${raw})`);
+  return raw;
 }
 
 export function readEnv(): BenchEnv {
@@ -69,5 +92,13 @@ export function readEnv(): BenchEnv {
     timeoutMs: int('BENCH_TIMEOUT_MS', 120_000, 1000),
     cpuProfDir: process.env.BENCH_CPU_PROF || null,
     edgeferryOverrides: jsonObject('BENCH_EDGEFERRY_CONFIG'),
+    rate: int('BENCH_RATE', 20_000, 1),
+    pacedSeconds: int('BENCH_PACED_SECONDS', 6, 1, 3600),
+    qos0Rate: int('BENCH_QOS0_RATE', 0, 0),
+    outageSeconds: int('BENCH_OUTAGE_SECONDS', 5, 1, 3600),
+    drainSeconds: int('BENCH_DRAIN_SECONDS', 10, 1, 3600),
+    outageMode: outageMode(),
+    backlog: int('BENCH_BACKLOG', 1_000_000, 1000),
+    backlogControl: int('BENCH_BACKLOG_CONTROL', 0, 0, 1) === 1,
   };
 }

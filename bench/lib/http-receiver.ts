@@ -2,9 +2,14 @@
 // NDJSON batches, counts records and takes each record's end-to-end latency from the send time
 // the load generator wrote into the first 8 bytes of the payload. Lines are scanned, not
 // JSON-parsed, so the receiver stays cheap next to the daemon it measures.
+//
+// For outage scenarios it can go down (stop listening, so connections are refused, or answer
+// 503) and come back on the same port, and it can count distinct seqs (one bit each), so
+// "every record arrived" and "how many twice" are checked exactly.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Consumer, LatencyRecorder } from './consumer.ts';
 import { nowMs } from './mqtt-codec.ts';
 
@@ -12,6 +17,37 @@ const SEQ = Buffer.from('"seq":');
 const PAYLOAD = Buffer.from('"payload":"');
 /** 12 base64 characters decode to 9 bytes: the 8-byte timestamp and one more. */
 const TS_B64_CHARS = 12;
+
+/** How the receiver is unavailable: not listening (connection refused) or answering 503. */
+export type OutageMode = 'refuse' | '503';
+
+export interface BenchReceiverOptions {
+  /** Keep one bit per seq seen, to count distinct records and redeliveries exactly. */
+  trackUnique?: boolean;
+  /** Called for every record with a readable send time (absolute ms) and its arrival time. */
+  onRecord?: (sentAt: number, at: number) => void;
+}
+
+/** A bitset over seqs that grows as needed. */
+class SeqSet {
+  private bits = new Uint8Array(1 << 16);
+
+  /** Adds `seq`; false when it was already there. */
+  add(seq: number): boolean {
+    const byte = seq >>> 3;
+    if (byte >= this.bits.length) {
+      let n = this.bits.length;
+      while (n <= byte) n *= 2;
+      const grown = new Uint8Array(n);
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    const mask = 1 << (seq & 7);
+    if (this.bits[byte] & mask) return false;
+    this.bits[byte] |= mask;
+    return true;
+  }
+}
 
 export class BenchReceiver implements Consumer {
   port = 0;
@@ -22,18 +58,57 @@ export class BenchReceiver implements Consumer {
   requests = 0;
   /** Records whose payload carried no readable timestamp. */
   unreadable = 0;
+  /** With `trackUnique`: records whose seq was new, and those seen before (redeliveries). */
+  unique = 0;
+  redelivered = 0;
+  /** Requests answered 503 while down in '503' mode. */
+  refusedRequests = 0;
   readonly latency = new LatencyRecorder();
   private lastSeq = 0;
   private server: Server | null = null;
+  private down: OutageMode | null = null;
+  private readonly seqs: SeqSet | null;
+  private readonly onRecord: ((sentAt: number, at: number) => void) | null;
 
-  async start(): Promise<void> {
+  constructor(opts: BenchReceiverOptions = {}) {
+    this.seqs = opts.trackUnique ? new SeqSet() : null;
+    this.onRecord = opts.onRecord ?? null;
+  }
+
+  /** Listens on `port` (0: any free one, the first time). */
+  async start(port = 0): Promise<void> {
     const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => this.handle(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
+      server.listen(port, '127.0.0.1', () => resolve());
     });
     this.port = (server.address() as AddressInfo).port;
     this.server = server;
+  }
+
+  /**
+   * The upstream goes away: 'refuse' closes the listener and every connection (the sink gets
+   * ECONNRESET, then ECONNREFUSED), '503' keeps listening and answers 503 to every batch.
+   */
+  async goDown(mode: OutageMode): Promise<void> {
+    this.down = mode;
+    if (mode === 'refuse') await this.close();
+  }
+
+  /** With `trackUnique`: resolves true once `n` distinct records arrived, false after `timeoutMs`. */
+  async waitForUnique(n: number, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.unique < n) {
+      if (Date.now() > deadline) return false;
+      await sleep(20);
+    }
+    return true;
+  }
+
+  /** Back (on the same port), accepting batches again. */
+  async comeUp(): Promise<void> {
+    if (this.down === 'refuse') await this.start(this.port);
+    this.down = null;
   }
 
   get url(): string {
@@ -48,6 +123,9 @@ export class BenchReceiver implements Consumer {
     this.duplicates = 0;
     this.requests = 0;
     this.unreadable = 0;
+    this.unique = 0;
+    this.redelivered = 0;
+    this.refusedRequests = 0;
     this.latency.reset();
   }
 
@@ -63,6 +141,12 @@ export class BenchReceiver implements Consumer {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (this.down === '503') {
+        this.refusedRequests++;
+        res.writeHead(503, { 'content-type': 'text/plain', 'content-length': 5 });
+        res.end('down\n');
+        return;
+      }
       const at = nowMs();
       this.requests++;
       this.consume(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), at);
@@ -89,6 +173,10 @@ export class BenchReceiver implements Consumer {
           }
           if (seq <= this.lastSeq) this.duplicates++;
           else this.lastSeq = seq;
+          if (this.seqs) {
+            if (this.seqs.add(seq)) this.unique++;
+            else this.redelivered++;
+          }
         }
         const p = body.indexOf(PAYLOAD, lineStart);
         const b64 = p + PAYLOAD.length;
@@ -97,6 +185,7 @@ export class BenchReceiver implements Consumer {
             0,
           );
           this.latency.record(at - sentAt);
+          this.onRecord?.(sentAt, at);
         } else {
           this.unreadable++;
         }

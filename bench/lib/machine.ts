@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
@@ -28,4 +29,32 @@ export function machineInfo(): MachineInfo {
 
 export function describeMachine(m: MachineInfo): string {
   return `${m.nproc} cpu (${m.cpuModel}), ${m.memTotalGb} GiB, node ${m.node}, ${m.kernel}`;
+}
+
+export interface SourceInfo {
+  /** HEAD of the repository the daemon ran from. */
+  commit: string | null;
+  /** Uncommitted changes under src/, bin/ and package*.json: the daemon measured is not HEAD. */
+  uncommitted: string[];
+}
+
+/** What code the daemon ran, from git (null/empty outside a git checkout). */
+export function sourceInfo(): SourceInfo {
+  const root = new URL('../../', import.meta.url).pathname;
+  const git = (args: string[]) =>
+    execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  try {
+    const commit = git(['rev-parse', 'HEAD']);
+    const status = git(['status', '--porcelain', '--', 'src', 'bin', 'package.json', 'package-lock.json']);
+    return { commit, uncommitted: status ? status.split('\n').map((l) => l.trim()) : [] };
+  } catch {
+    return { commit: null, uncommitted: [] };
+  }
+}
+
+export function describeSource(s: SourceInfo): string {
+  if (!s.commit) return 'not a git checkout';
+  const dirty =
+    s.uncommitted.length > 0 ? ` + ${s.uncommitted.length} uncommitted change(s) under src/bin` : '';
+  return `${s.commit.slice(0, 12)}${dirty}`;
 }

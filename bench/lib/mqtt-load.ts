@@ -1,11 +1,13 @@
 // The MQTT load generator: raw MQTT 3.1.1 over `net`, N publisher connections, each keeping up
-// to `inflight` unacknowledged QoS 1 publishes (or streaming QoS 0 under TCP backpressure). Every
-// payload starts with its float64 BE send time (ms), so the receiving end computes latency.
+// to `inflight` unacknowledged QoS 1 publishes (or streaming QoS 0 under TCP backpressure),
+// optionally paced to `rate` messages per second per connection. Every payload starts with its
+// float64 BE send time (ms), so the receiving end computes latency.
 //
 // `runLoad` runs in the calling thread; `startLoadWorker` runs it in a worker thread so the
 // generator and the receivers in the main thread do not share one event loop.
 
 import { connect, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import {
   CONNACK,
@@ -36,6 +38,11 @@ export interface LoadOptions {
   clientIdPrefix: string;
   /** Whole run (connect to last ack); the run fails past it. */
   timeoutMs: number;
+  /**
+   * Messages per second per connection; 0 or absent: as fast as the QoS 1 window (or, for QoS 0,
+   * TCP back-pressure) allows. Paced QoS 1 still never exceeds `inflight` unacknowledged.
+   */
+  rate?: number;
 }
 
 export const LOAD_DEFAULTS = {
@@ -59,6 +66,11 @@ export interface ConnectionResult {
   lastAckAt: number;
   /** acked / (lastAckAt - firstSendAt). */
   rate: number;
+  /**
+   * Paced runs: how far the connection fell behind its schedule at worst, ms (messages due but
+   * not sent: the QoS 1 window was full, TCP pushed back, or the generator's loop was late).
+   */
+  maxLagMs: number;
 }
 
 export interface LoadResult {
@@ -71,15 +83,19 @@ export interface LoadResult {
   rate: number;
   /** Mean of the per-connection rates. */
   perConnectionRate: number;
+  /** Worst `maxLagMs` over the connections (0 when not paced). */
+  maxLagMs: number;
   connections: ConnectionResult[];
 }
 
 /** QoS 0 messages per write. */
 const QOS0_CHUNK = 100;
+/** Paced runs: how often the schedule is checked (a timer, so about 1 ms at best). */
+const PACE_TICK_MS = 1;
 
 class Publisher {
   readonly clientId: string;
-  private readonly opts: LoadOptions;
+  readonly opts: LoadOptions;
   private readonly tpl: PublishTemplate;
   /** `window` copies of the template back to back: one memcpy per refill. */
   private readonly templates: Buffer;
@@ -91,6 +107,10 @@ class Publisher {
   private nextId = 1;
   firstSendAt = 0;
   lastAckAt = 0;
+  /** Paced: the most messages that were due and not yet sent, at any check. */
+  maxLag = 0;
+  private readonly rate: number;
+  private pacer: NodeJS.Timeout | null = null;
   private onConnack: ((err?: Error) => void) | null = null;
   private onPingresp: (() => void) | null = null;
   private finish: ((err?: Error) => void) | null = null;
@@ -99,6 +119,7 @@ class Publisher {
   constructor(opts: LoadOptions, index: number) {
     this.opts = opts;
     this.clientId = `${opts.clientIdPrefix}-${index}`;
+    this.rate = opts.rate && opts.rate > 0 ? opts.rate : 0;
     this.tpl = publishTemplate(`${opts.topicPrefix}/${index}`, opts.qos, opts.payloadBytes);
     const window = opts.qos === 1 ? opts.inflight : QOS0_CHUNK;
     const len = this.tpl.packet.length;
@@ -126,8 +147,12 @@ class Publisher {
       if (this.failed) return reject(this.failed);
       this.finish = (err) => (err ? reject(err) : resolve());
       this.firstSendAt = nowMs();
-      if (this.opts.qos === 1) this.refill();
-      else this.streamQos0();
+      if (this.opts.qos === 1) {
+        this.refill();
+        if (this.rate > 0) this.pacer = setInterval(this.refill, PACE_TICK_MS);
+      } else {
+        this.streamQos0();
+      }
     });
   }
 
@@ -141,9 +166,15 @@ class Publisher {
     this.socket.destroy();
   }
 
+  private stopPacer(): void {
+    if (this.pacer) clearInterval(this.pacer);
+    this.pacer = null;
+  }
+
   private fail(err: Error): void {
     if (this.failed) return;
     this.failed = err;
+    this.stopPacer();
     this.onConnack?.(err);
     this.finish?.(err);
   }
@@ -181,6 +212,7 @@ class Publisher {
   };
 
   private done(): void {
+    this.stopPacer();
     const cb = this.finish;
     this.finish = null;
     cb?.();
@@ -207,22 +239,42 @@ class Publisher {
     return chunk;
   }
 
+  /** Messages that may have been sent by now: all of them, or, paced, those due by the schedule. */
+  private allowed(): number {
+    if (this.rate === 0) return this.opts.messages;
+    const due = Math.floor(((nowMs() - this.firstSendAt) * this.rate) / 1000) + 1;
+    return Math.min(this.opts.messages, due);
+  }
+
   /**
    * Tops the QoS 1 window up: everything the acks of one socket read freed goes out in one
    * buffer, one write (what cork/uncork around per-message writes would give, without the
-   * per-message write calls).
+   * per-message write calls). Paced, only what the schedule has made due (also on each tick).
    */
-  private refill(): void {
-    const n = Math.min(this.opts.inflight - this.outstanding, this.opts.messages - this.sent);
+  private readonly refill = (): void => {
+    if (this.finish === null || this.failed) return;
+    const allowed = this.allowed();
+    const n = Math.min(this.opts.inflight - this.outstanding, allowed - this.sent);
+    if (this.rate > 0) {
+      const lag = allowed - this.sent - Math.max(0, n);
+      if (lag > this.maxLag) this.maxLag = lag;
+      if (this.sent + Math.max(0, n) >= this.opts.messages) this.stopPacer();
+    }
     if (n <= 0) return;
     this.outstanding += n;
     this.socket.write(this.build(n));
-  }
+  };
 
   private async streamQos0(): Promise<void> {
     try {
       while (this.sent < this.opts.messages && !this.failed) {
-        const n = Math.min(QOS0_CHUNK, this.opts.messages - this.sent);
+        const allowed = this.allowed();
+        if (allowed <= this.sent) {
+          await sleep(PACE_TICK_MS);
+          continue;
+        }
+        const n = Math.min(QOS0_CHUNK, allowed - this.sent);
+        if (this.rate > 0 && allowed - this.sent - n > this.maxLag) this.maxLag = allowed - this.sent - n;
         if (!this.socket.write(this.build(n))) await this.drained();
       }
       // The broker answers a PINGREQ after it has read everything sent before it.
@@ -302,6 +354,7 @@ function summarize(pubs: Publisher[]): LoadResult {
     firstSendAt: p.firstSendAt,
     lastAckAt: p.lastAckAt,
     rate: p.acked / ((p.lastAckAt - p.firstSendAt) / 1000),
+    maxLagMs: p.opts.rate ? (p.maxLag * 1000) / p.opts.rate : 0,
   }));
   const startedAt = Math.min(...connections.map((c) => c.firstSendAt));
   const endedAt = Math.max(...connections.map((c) => c.lastAckAt));
@@ -313,6 +366,7 @@ function summarize(pubs: Publisher[]): LoadResult {
     endedAt,
     rate: acked / ((endedAt - startedAt) / 1000),
     perConnectionRate: connections.reduce((s, c) => s + c.rate, 0) / connections.length,
+    maxLagMs: Math.max(...connections.map((c) => c.maxLagMs)),
     connections,
   };
 }

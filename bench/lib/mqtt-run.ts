@@ -3,7 +3,7 @@
 // message. Shared by every MQTT-in scenario.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import { waitForCount } from './consumer.ts';
+import { waitForCount, waitForCountOrQuiet } from './consumer.ts';
 import { LOAD_DEFAULTS, type LoadResult, prepareLoadInWorker } from './mqtt-load.ts';
 import { SelfCpu, SystemCpu } from './proc.ts';
 import type { Column, ResultRow } from './report.ts';
@@ -19,7 +19,17 @@ export interface MqttRunSpec {
   /** Messages (total) sent and consumed before measuring. */
   warmup: number;
   timeoutMs: number;
+  /** Messages per second per publisher; absent or 0: unpaced. */
+  rate?: number;
+  /**
+   * QoS 0: the consumer may get fewer than were sent. The run ends when all arrived or nothing
+   * arrived for `QUIET_MS`; the shortfall is reported as `lost`.
+   */
+  lossAllowed?: boolean;
 }
+
+/** With `lossAllowed`: nothing new at the consumer for this long ends the run. */
+export const QUIET_MS = 1500;
 
 export interface MqttRunMetrics {
   [key: string]: number | null;
@@ -43,10 +53,20 @@ export interface MqttRunMetrics {
    * and kernel work (softirq) not charged to either.
    */
   otherCpuPct: number;
+  /**
+   * Event-loop utilization of the bench main thread, where the consumer (HTTP or gRPC receiver,
+   * MQTT subscriber) runs, %: near 100 means the consumer may be what limits delivery.
+   */
+  consumerLoopPct: number;
   sent: number;
   acked: number;
   received: number | null;
   duplicates: number | null;
+  /** Sent but never at the consumer (QoS 0 loss), never negative. */
+  lost: number | null;
+  lossPct: number | null;
+  /** Paced runs: worst lag of a publisher behind its schedule, ms. */
+  maxLagMs: number;
 }
 
 /** The columns every MQTT throughput scenario prints. */
@@ -84,20 +104,28 @@ export async function measureMqtt(
     inflight: spec.inflight,
     payloadBytes: spec.payloadBytes,
     timeoutMs: spec.timeoutMs,
+    rate: spec.rate ?? 0,
   };
 
   if (spec.warmup > 0) {
     const per = Math.ceil(spec.warmup / spec.publishers);
-    const warm = await prepareLoadInWorker({ ...base, messages: per, clientIdPrefix: 'bench-warm' });
+    const warm = await prepareLoadInWorker({ ...base, messages: per, clientIdPrefix: 'bench-warm', rate: 0 });
     await warm.go();
-    if (consumer)
+    if (consumer && spec.lossAllowed) {
+      const n = per * spec.publishers;
+      await waitForCountOrQuiet(consumer, n, QUIET_MS, spec.timeoutMs, `${target.name} warm-up`);
+    } else if (consumer) {
       await waitForCount(consumer, per * spec.publishers, spec.timeoutMs, `${target.name} warm-up`);
+    }
     await sleep(300);
     consumer?.reset();
   }
 
   const total = spec.publishers * spec.messages;
-  log(`${target.name}: ${spec.publishers} x ${spec.messages} QoS ${spec.qos}, ${spec.inflight} in flight`);
+  const pace = spec.rate ? `, paced at ${spec.rate} msg/s each` : '';
+  log(
+    `${target.name}: ${spec.publishers} x ${spec.messages} QoS ${spec.qos}, ${spec.inflight} in flight${pace}`,
+  );
   const before = (await target.inspect?.()) ?? {};
   const load = await prepareLoadInWorker({ ...base, messages: spec.messages });
   const sampler = target.sampler();
@@ -106,12 +134,15 @@ export async function measureMqtt(
   sampler.begin();
   self.begin();
   machine.begin();
+  const elu0 = performance.eventLoopUtilization();
   let result: LoadResult;
   try {
     result = await load.go();
     if (consumer) {
       const left = Math.max(1000, spec.timeoutMs - (result.endedAt - result.startedAt));
-      await waitForCount(consumer, total, left, `${target.name} delivery`);
+      if (spec.lossAllowed)
+        await waitForCountOrQuiet(consumer, total, QUIET_MS, left, `${target.name} delivery`);
+      else await waitForCount(consumer, total, left, `${target.name} delivery`);
     }
   } catch (err) {
     sampler.end();
@@ -119,6 +150,7 @@ export async function measureMqtt(
     throw err;
   }
   const win = sampler.end();
+  const consumerLoopPct = performance.eventLoopUtilization(elu0).utilization * 100;
   const harnessCpuPct = self.end();
   const machinePct = machine.end();
   const after = (await target.inspect?.()) ?? {};
@@ -137,10 +169,14 @@ export async function measureMqtt(
     cpuPct: win.cpuPct,
     harnessCpuPct,
     otherCpuPct: Math.max(0, machinePct - win.cpuPct - harnessCpuPct),
+    consumerLoopPct,
     sent: result.sent,
     acked: result.acked,
     received: consumer ? consumer.received : null,
     duplicates: consumer ? consumer.duplicates : null,
+    lost: consumer ? Math.max(0, total - consumer.received) : null,
+    lossPct: consumer ? (Math.max(0, total - consumer.received) * 100) / total : null,
+    maxLagMs: result.maxLagMs,
   };
   if (consumer && consumer.received > total) {
     log(`${target.name}: consumer got ${consumer.received} for ${total} sent (redeliveries)`);

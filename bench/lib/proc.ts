@@ -145,19 +145,26 @@ export interface WindowStats {
   samples: number;
 }
 
-/** Samples a process every `everyMs` between `begin()` and `end()`. */
+/**
+ * Samples a process every `everyMs` between `begin()` and `end()`; with `keepSeries` every
+ * reading is kept too (RSS over time: `series`).
+ */
 export class ProcSampler {
   private readonly pid: number;
   private readonly everyMs: number;
+  private readonly keepSeries: boolean;
   private timer: NodeJS.Timeout | null = null;
   private first: ProcReading | null = null;
   private last: ProcReading | null = null;
   private peakRssKb = 0;
   private samples = 0;
+  /** Every reading since `begin()` (with `keepSeries`). */
+  readonly series: ProcReading[] = [];
 
-  constructor(pid: number, everyMs = 200) {
+  constructor(pid: number, everyMs = 200, keepSeries = false) {
     this.pid = pid;
     this.everyMs = everyMs;
+    this.keepSeries = keepSeries;
   }
 
   begin(): void {
@@ -165,7 +172,15 @@ export class ProcSampler {
     this.last = this.first;
     this.peakRssKb = this.first?.rssKb ?? 0;
     this.samples = 1;
+    this.series.length = 0;
+    if (this.keepSeries && this.first) this.series.push(this.first);
     this.timer = setInterval(() => this.sample(), this.everyMs);
+  }
+
+  /** The latest reading (taken now). */
+  now(): ProcReading | null {
+    this.sample();
+    return this.last;
   }
 
   end(): WindowStats {
@@ -190,6 +205,7 @@ export class ProcSampler {
     if (!r) return;
     this.samples++;
     this.last = r;
+    if (this.keepSeries) this.series.push(r);
     if (r.rssKb > this.peakRssKb) this.peakRssKb = r.rssKb;
   }
 }

@@ -1,6 +1,6 @@
 // Scenario results: the shape written to bench/results/*.json and the printed table.
 
-import type { MachineInfo } from './machine.ts';
+import type { MachineInfo, SourceInfo } from './machine.ts';
 
 export interface Column {
   key: string;
@@ -26,6 +26,8 @@ export interface ScenarioOutcome {
   rows: ResultRow[];
   /** Target whose figures the other rows are compared with (ratio = reference / row). */
   reference?: string;
+  /** Heading of the first column ('target' when absent; e.g. 'phase'). */
+  rowLabel?: string;
   notes: string[];
 }
 
@@ -35,6 +37,8 @@ export interface ScenarioResult extends ScenarioOutcome {
   startedAt: string;
   finishedAt: string;
   machine: MachineInfo;
+  /** The daemon's code: git HEAD and uncommitted changes (figures of a dirty tree are not HEAD's). */
+  source?: SourceInfo;
   error?: string;
 }
 
@@ -51,10 +55,10 @@ function formatRatio(ref: number | null | undefined, v: number | null | undefine
 
 /** A plain-text table; a ratio "(reference/row)" follows each figure of non-reference rows. */
 export function formatTable(
-  result: Pick<ScenarioResult, 'scenario' | 'columns' | 'rows' | 'reference'>,
+  result: Pick<ScenarioResult, 'scenario' | 'columns' | 'rows' | 'reference' | 'rowLabel'>,
 ): string {
   const ref = result.rows.find((r) => r.target === result.reference && !r.error);
-  const header = ['target', ...result.columns.map((c) => c.label)];
+  const header = [result.rowLabel ?? 'target', ...result.columns.map((c) => c.label)];
   const body = result.rows.map((row) => {
     if (row.error) return [row.target, `ERROR: ${row.error.replace(/\s+/g, ' ').slice(0, 160)}`];
     return [

@@ -1,5 +1,5 @@
 // The systems an MQTT load is pointed at: the edgeferry daemon (consumer: the HTTP receiver its
-// sink posts to) and the baselines (consumer: an MQTT subscriber): a bare aedes broker, mosquitto
+// sink posts to, or the gRPC Ingest receiver its gRPC sink pushes to) and the baselines (consumer: an MQTT subscriber): a bare aedes broker, mosquitto
 // when installed, and the null broker that only acknowledges (the load generator's ceiling).
 
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import type { Consumer } from './consumer.ts';
 import { type DaemonOptions, startDaemon } from './daemon.ts';
 import type { BenchEnv } from './env.ts';
+import { GrpcConsumer } from './grpc-consumer.ts';
 import { BenchReceiver } from './http-receiver.ts';
 import { MqttSubscriber } from './mqtt-sub.ts';
 import { freePort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
@@ -44,9 +45,42 @@ export interface EdgeferryTargetOptions {
   env?: BenchEnv;
 }
 
+/** edgeferry with one HTTP sink posting to a `BenchReceiver` in this process. */
 export async function startEdgeferry(opts: EdgeferryTargetOptions): Promise<MqttTarget> {
   const receiver = new BenchReceiver();
   await receiver.start();
+  return edgeferryTarget(
+    'edgeferry',
+    opts,
+    receiver,
+    { name: 'bench', type: 'http', url: receiver.url, batch: opts.batch },
+    () => ({ httpBatches: receiver.requests }),
+  );
+}
+
+/**
+ * edgeferry with one gRPC sink (`type: grpc`) pushing to the reference Ingest receiver
+ * (bench/receivers/grpc-ingest-receiver.ts) in this process.
+ */
+export async function startEdgeferryGrpc(opts: EdgeferryTargetOptions): Promise<MqttTarget> {
+  const consumer = new GrpcConsumer();
+  await consumer.start();
+  return edgeferryTarget(
+    'edgeferry (grpc sink)',
+    opts,
+    consumer,
+    { name: 'bench', type: 'grpc', target: consumer.target, batch: opts.batch },
+    () => ({ grpcPushes: consumer.rx.pushes }),
+  );
+}
+
+async function edgeferryTarget(
+  name: string,
+  opts: EdgeferryTargetOptions,
+  consumer: Consumer,
+  sink: Record<string, unknown>,
+  sinkCounters: () => Record<string, number>,
+): Promise<MqttTarget> {
   try {
     const env = opts.env;
     const daemon = await startDaemon({
@@ -54,33 +88,35 @@ export async function startEdgeferry(opts: EdgeferryTargetOptions): Promise<Mqtt
       overrides: env?.edgeferryOverrides ?? undefined,
       ...opts.daemon,
       journal: opts.journal,
-      sinks: [{ name: 'bench', type: 'http', url: receiver.url, batch: opts.batch }],
+      sinks: [sink],
     });
     return {
-      name: 'edgeferry',
+      name,
       host: '127.0.0.1',
       port: daemon.mqttPort,
       pid: daemon.pid,
-      consumer: receiver,
+      consumer,
       sampler: daemon.sampler,
       output: daemon.output,
       async inspect() {
         const status = JSON.parse((await daemon.admin('/v1/status')).body) as {
-          journal: { counters: { appended: number; committedBatches: number } };
+          journal: { lastSeq: number; counters: { appended: number; committedBatches: number } };
         };
         return {
           journalAppended: status.journal.counters.appended,
+          // Must move by as much as journalAppended: seqs are assigned one per committed record.
+          journalLastSeq: status.journal.lastSeq,
           groupCommits: status.journal.counters.committedBatches,
-          httpBatches: receiver.requests,
+          ...sinkCounters(),
         };
       },
       async stop() {
         await daemon.stop();
-        await receiver.close();
+        await consumer.close();
       },
     };
   } catch (err) {
-    await receiver.close();
+    await consumer.close();
     throw err;
   }
 }

@@ -1,8 +1,22 @@
 // Every scenario the runner knows, in the order `npm run bench` runs the default ones. Later
-// scenarios (mqtt-qos0, outage-drain, backlog-1m, coap, modbus, grpc-sink) are added here.
+// scenarios (coap, modbus) are added here.
 
 import type { Scenario } from '../lib/scenario.ts';
+import { backlog1m } from './backlog-1m.ts';
+import { grpcSink } from './grpc-sink.ts';
 import { loadgenCeiling } from './loadgen-ceiling.ts';
+import { mqttQos0 } from './mqtt-qos0.ts';
 import { mqttQos1, mqttQos1Single } from './mqtt-qos1.ts';
+import { mqttQos1Paced } from './mqtt-qos1-paced.ts';
+import { outageDrain } from './outage-drain.ts';
 
-export const scenarios: Scenario[] = [loadgenCeiling, mqttQos1, mqttQos1Single];
+export const scenarios: Scenario[] = [
+  loadgenCeiling,
+  mqttQos1,
+  mqttQos1Single,
+  mqttQos0,
+  mqttQos1Paced,
+  grpcSink,
+  outageDrain,
+  backlog1m,
+];
