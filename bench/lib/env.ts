@@ -99,6 +99,6 @@ export function readEnv(): BenchEnv {
     drainSeconds: int('BENCH_DRAIN_SECONDS', 10, 1, 3600),
     outageMode: outageMode(),
     backlog: int('BENCH_BACKLOG', 1_000_000, 1000),
-    backlogControl: int('BENCH_BACKLOG_CONTROL', 0, 0, 1) === 1,
+    backlogControl: int('BENCH_BACKLOG_CONTROL', 1, 0, 1) === 1,
   };
 }

@@ -109,6 +109,9 @@ export interface ProcReading {
   /** utime + stime, seconds. */
   cpuSec: number;
   rssKb: number;
+  /** Anonymous memory (heap, malloc) and file pages mapped in (LevelDB reads its tables by mmap). */
+  rssAnonKb: number;
+  rssFileKb: number;
   hwmKb: number;
 }
 
@@ -125,6 +128,8 @@ export function readProc(pid: number): ProcReading | null {
       at: performance.now(),
       cpuSec: ticks / ticksPerSecond(),
       rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0),
+      rssAnonKb: Number(/RssAnon:\s+(\d+)/.exec(status)?.[1] ?? 0),
+      rssFileKb: Number(/RssFile:\s+(\d+)/.exec(status)?.[1] ?? 0),
       hwmKb: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0),
     };
   } catch {
