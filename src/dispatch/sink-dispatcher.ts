@@ -215,7 +215,7 @@ export class SinkDispatcher {
       }
       if (records.length === 0) {
         // Everything in this window failed its checksum (counted by the journal): walk past it.
-        await this.advance(Math.min(this.journal.lastCommittedSeq, from + maxRecords - 1));
+        this.advance(Math.min(this.journal.lastCommittedSeq, from + maxRecords - 1));
         continue;
       }
       const last = records[records.length - 1].seq;
@@ -227,7 +227,7 @@ export class SinkDispatcher {
       }
       const sendable = this.select(records);
       if (sendable.length > 0 && !(await this.deliver(sendable))) return;
-      await this.advance(last);
+      this.advance(last);
     }
   }
 
@@ -244,11 +244,20 @@ export class SinkDispatcher {
     return out;
   }
 
-  private async advance(seq: number): Promise<void> {
+  private advance(seq: number): void {
     this.cursor = seq;
     this.lastProgressAt = Date.now();
-    await this.journal.commitCursor(this.cursorName, seq);
+    // Persisted with the next group commit; not awaited, so the next batch goes out meanwhile.
+    // A crash before it is written resends what it covered (at-least-once).
+    this.journal.commitCursor(this.cursorName, seq).catch(this.onCursorError);
   }
+
+  private readonly onCursorError = (err: Error): void => {
+    this.log.warn(
+      { sink: this.sink.name, err: err.message },
+      'sink cursor not persisted; retried with the next commit',
+    );
+  };
 
   /** Sends until acknowledged or dead-lettered (true), or until halted (false). */
   private async deliver(records: StoredRecord[]): Promise<boolean> {

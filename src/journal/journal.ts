@@ -95,6 +95,8 @@ const DROP_CHUNK_FRACTION = 0.05;
 /** One LevelDB batch stays below this many bytes, whatever `maxRecords` allows. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
+/** A cursor move waits this long for a group commit to ride on before it is written alone. */
+const CURSOR_FLUSH_MS = 20;
 
 /**
  * The durable, ordered record log. One writer (group commit: at most one LevelDB batch in
@@ -130,6 +132,9 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private firstCum: number;
   private nextCum: number;
   private readonly cursors = new Map<string, number>();
+  /** Cursor moves not yet on disk, and who waits for them; written with the next group commit. */
+  private dirtyCursors = new Set<string>();
+  private cursorWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private readonly deadLetterCounts = new Map<string, number>();
   private readonly tail: TailCache;
   /** Full batches waiting for the write in flight, oldest first; `pending` is the one filling. */
@@ -141,6 +146,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private writing = false;
   private flushTimer: NodeJS.Timeout | null = null;
   private flushImmediate: NodeJS.Immediate | null = null;
+  private cursorTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private writeIdle: Promise<void> = Promise.resolve();
   private writeIdleResolve: (() => void) | null = null;
@@ -291,7 +297,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     let batch = this.ready.shift();
     if (batch === undefined) {
       batch = this.pending;
-      if (batch.values.length === 0) return;
+      if (batch.values.length === 0 && this.dirtyCursors.size === 0) return;
       this.pending = newPending();
     }
     this.writing = true;
@@ -308,7 +314,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private afterCommit(batch: Pending): void {
     this.writing = false;
     this.pendingBytes -= batch.bytes;
-    // What arrived during the write has waited long enough: commit it now.
+    // What arrived during the write has waited long enough: commit it now. (Cursor moves alone
+    // wait for their timer.)
     if (this.ready.length > 0 || this.pending.values.length > 0) {
       this.flush();
     } else {
@@ -344,19 +351,23 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
         }
       }
     }
-    if (accept === 0) return;
+    const cursors = this.takeDirtyCursors();
+    if (accept === 0 && cursors.ops.length === 0) return;
     const seq0 = this.lastSeq + 1;
     let cum = this.nextCum;
-    const ops: { type: 'put'; key: Buffer; value: Buffer }[] = new Array(accept + 2);
+    const ops: { type: 'put'; key: Buffer; value: Buffer }[] = [];
     for (let i = 0; i < accept; i++) {
       const v = batch.values[i];
       sealValue(v, cum, batch.ts[i]);
       cum += v.length + RECORD_KEY_BYTES;
-      ops[i] = { type: 'put', key: recordKey(seq0 + i), value: v };
+      ops.push({ type: 'put', key: recordKey(seq0 + i), value: v });
     }
     const last = seq0 + accept - 1;
-    ops[accept] = { type: 'put', key: META_NEXT_SEQ, value: seqValue(last + 1) };
-    ops[accept + 1] = { type: 'put', key: META_CUM_BYTES, value: doubleValue(cum) };
+    if (accept > 0) {
+      ops.push({ type: 'put', key: META_NEXT_SEQ, value: seqValue(last + 1) });
+      ops.push({ type: 'put', key: META_CUM_BYTES, value: doubleValue(cum) });
+    }
+    for (const op of cursors.ops) ops.push(op);
     try {
       await this.db.batch(ops, { sync: this.opts.fsync });
     } catch (cause) {
@@ -366,8 +377,12 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       const err = new JournalWriteError(cause);
       this.log.error({ err: (cause as Error).message, records: accept }, 'journal group commit failed');
       for (let i = 0; i < accept; i++) batch.cbs[i]?.(err, 0, batch.states[i]);
+      for (const name of cursors.names) if (this.cursors.has(name)) this.dirtyCursors.add(name);
+      for (const w of cursors.waiters) w.reject(err);
       return;
     }
+    for (const w of cursors.waiters) w.resolve();
+    if (accept === 0) return;
     if (this.firstSeq > this.lastSeq) {
       this.firstSeq = seq0;
       this.firstCum = this.nextCum;
@@ -382,6 +397,23 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     }
     for (let i = 0; i < accept; i++) batch.cbs[i]?.(null, seq0 + i, batch.states[i]);
     this.emit('commit', last);
+  }
+
+  private takeDirtyCursors(): {
+    names: string[];
+    ops: { type: 'put'; key: Buffer; value: Buffer }[];
+    waiters: { resolve: () => void; reject: (err: Error) => void }[];
+  } {
+    const names = [...this.dirtyCursors];
+    this.dirtyCursors.clear();
+    const waiters = this.cursorWaiters;
+    this.cursorWaiters = [];
+    const ops = names.map((name) => ({
+      type: 'put' as const,
+      key: cursorKey(name),
+      value: seqValue(this.cursors.get(name) ?? 0),
+    }));
+    return { names, ops, waiters };
   }
 
   // ---- reading ---------------------------------------------------------------------------
@@ -489,20 +521,41 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     return [...this.cursors.keys()];
   }
 
-  /** Moves a cursor forward (never back) and persists it; trimming follows shortly after. */
-  async commitCursor(name: string, seq: number): Promise<void> {
+  /**
+   * Moves a cursor forward (never back). The new position is written with the next group commit
+   * (or on its own after CURSOR_FLUSH_MS when nothing is being appended), so a sink advancing
+   * after every batch costs no LevelDB write of its own; the promise resolves once it is on
+   * disk. Trimming follows shortly after.
+   */
+  commitCursor(name: string, seq: number): Promise<void> {
     const cur = this.cursors.get(name);
-    if (cur !== undefined && seq <= cur) return;
+    if (cur !== undefined && seq <= cur) return Promise.resolve();
+    if (this.closed) return Promise.reject(new JournalClosedError());
     this.cursors.set(name, seq);
-    await this.db.put(cursorKey(name), seqValue(seq));
+    this.dirtyCursors.add(name);
+    const done = new Promise<void>((resolve, reject) => this.cursorWaiters.push({ resolve, reject }));
+    // Not a write of its own right away: that would hold up the records arriving meanwhile.
+    if (this.cursorTimer === null) this.cursorTimer = setTimeout(this.onCursorTimer, CURSOR_FLUSH_MS);
     this.scheduleTrim();
+    return done;
   }
 
   async removeCursor(name: string): Promise<void> {
     if (!this.cursors.delete(name)) return;
+    this.dirtyCursors.delete(name);
+    // A batch in flight may still write its old position: delete after it.
+    await this.sync();
     await this.db.del(cursorKey(name));
     this.scheduleTrim();
   }
+
+  private readonly onCursorTimer = (): void => {
+    this.cursorTimer = null;
+    if (this.dirtyCursors.size === 0) return;
+    // A batch in flight was built before these moves: try again after it.
+    if (this.writing) this.cursorTimer = setTimeout(this.onCursorTimer, CURSOR_FLUSH_MS);
+    else this.flush();
+  };
 
   private scheduleTrim(): void {
     if (this.trimTimer !== null || this.closed) return;
@@ -652,7 +705,12 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
 
   /** Resolves once everything appended so far is committed (or has failed). */
   async sync(): Promise<void> {
-    while (this.writing || this.ready.length > 0 || this.pending.values.length > 0) {
+    while (
+      this.writing ||
+      this.ready.length > 0 ||
+      this.pending.values.length > 0 ||
+      this.dirtyCursors.size > 0
+    ) {
       if (!this.writing) this.flush();
       await this.writeIdle;
     }
@@ -665,6 +723,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.closed = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     if (this.flushImmediate) clearImmediate(this.flushImmediate);
+    if (this.cursorTimer) clearTimeout(this.cursorTimer);
     if (this.trimTimer) clearTimeout(this.trimTimer);
     if (this.ttlTimer) clearInterval(this.ttlTimer);
     await this.trimming;

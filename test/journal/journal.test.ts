@@ -741,6 +741,18 @@ describe('reopen', () => {
     expectRecords(await j.read(6, 100, BIG), 6, 20);
   });
 
+  it('keeps every cursor move whose promise resolved, in a process killed without closing', async () => {
+    const child = runFixture('cursor-forever.ts', [journalPath]);
+    await child.until((lines) => lines.filter((l) => l.length > 0).length >= 60);
+    child.proc.kill('SIGKILL');
+    await child.exited;
+    const printed = child.lines.filter((l) => l.length > 0).map(Number);
+    expect(printed).toEqual(range(1, printed.length));
+
+    const j = await open({ lockWaitMs: 5000 });
+    expect(j.cursor('c')).toBeGreaterThanOrEqual(printed.length);
+  });
+
   it('keeps every acknowledged record of a process killed without closing', async () => {
     const child = runFixture('append-forever.ts', [journalPath]);
     const WANT = 400;
