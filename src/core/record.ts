@@ -149,54 +149,17 @@ function readVarint(buf: Buffer, state: { pos: number }): number {
 
 /** Decodes a stored body (or a full `Record` message; `seq`/`id` are skipped). */
 export function decodeRecord(body: Buffer): DecodedRecord {
-  const rec: DecodedRecord = {
-    ts: 0,
-    source: '',
-    device: '',
-    topic: '',
-    payload: EMPTY,
-    contentType: '',
-    attributes: {},
+  const attributes: Record<string, string> = {};
+  const f = new RecordFieldSpans().scan(body, (entry) => decodeAttribute(entry, attributes));
+  return {
+    ts: f.ts,
+    source: body.toString('utf8', f.sourceStart, f.sourceEnd),
+    device: body.toString('utf8', f.deviceStart, f.deviceEnd),
+    topic: body.toString('utf8', f.topicStart, f.topicEnd),
+    payload: f.payloadEnd > f.payloadStart ? body.subarray(f.payloadStart, f.payloadEnd) : EMPTY,
+    contentType: body.toString('utf8', f.contentTypeStart, f.contentTypeEnd),
+    attributes,
   };
-  const st = { pos: 0 };
-  while (st.pos < body.length) {
-    const tag = readVarint(body, st);
-    const wire = tag & 7;
-    if (wire === WIRE_VARINT) {
-      const v = readVarint(body, st);
-      if (tag === TAG_TS) rec.ts = v;
-      continue;
-    }
-    if (wire !== WIRE_LEN) throw new RecordDecodeError(`unsupported wire type ${wire}`);
-    const len = readVarint(body, st);
-    const start = st.pos;
-    const end = start + len;
-    if (end > body.length) throw new RecordDecodeError('truncated field');
-    st.pos = end;
-    switch (tag) {
-      case TAG_SOURCE:
-        rec.source = body.toString('utf8', start, end);
-        break;
-      case TAG_DEVICE:
-        rec.device = body.toString('utf8', start, end);
-        break;
-      case TAG_TOPIC:
-        rec.topic = body.toString('utf8', start, end);
-        break;
-      case TAG_PAYLOAD:
-        rec.payload = body.subarray(start, end);
-        break;
-      case TAG_CONTENT_TYPE:
-        rec.contentType = body.toString('utf8', start, end);
-        break;
-      case TAG_ATTRIBUTES:
-        decodeAttribute(body.subarray(start, end), rec.attributes);
-        break;
-      default:
-        break;
-    }
-  }
-  return rec;
 }
 
 function decodeAttribute(entry: Buffer, into: Record<string, string>): void {
@@ -251,8 +214,11 @@ export class RecordFieldSpans {
   hasAttributes = false;
   private readonly st = { pos: 0 };
 
-  /** Scans `body`; throws RecordDecodeError if it is not a well-formed record. */
-  scan(body: Buffer): this {
+  /**
+   * Scans `body`; throws RecordDecodeError if it is not a well-formed record. Each attribute
+   * entry (a map entry message) goes to `onAttribute` when given.
+   */
+  scan(body: Buffer, onAttribute?: (entry: Buffer) => void): this {
     this.ts = 0;
     this.sourceStart = this.sourceEnd = 0;
     this.deviceStart = this.deviceEnd = 0;
@@ -299,6 +265,7 @@ export class RecordFieldSpans {
           break;
         case TAG_ATTRIBUTES:
           this.hasAttributes = true;
+          onAttribute?.(body.subarray(start, end));
           break;
         default:
           break;
