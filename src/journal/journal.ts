@@ -169,7 +169,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     // A reader that keeps up is a batch or two behind; more tail only holds memory (and, with
     // every sink down, holds it for nothing).
-    this.tail = new TailCache(opts.tailRecords ?? 16_384, opts.tailBytes ?? 8 * 1024 * 1024);
+    this.tail = new TailCache(opts.tailRecords ?? 4096, opts.tailBytes ?? 4 * 1024 * 1024);
     // The tail holds only what this process commits; records already on disk are read from disk.
     this.tail.dropBefore(state.lastSeq + 1);
     this.counters.quarantined = state.quarantined;
