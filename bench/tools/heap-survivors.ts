@@ -1,0 +1,101 @@
+// Where the objects that outlive a scavenge come from. Runs the gateway in this process (so the
+// inspector can see its heap) with one HTTP sink to a local receiver, sends paced QoS 1 load
+// from a worker thread, and samples allocations with V8's sampling heap profiler keeping the
+// objects a minor GC did not collect (promoted, or pretenured straight into old space). Those
+// cost the major GCs and the old-space growth that `--trace-gc` shows under load.
+//
+//   node bench/tools/heap-survivors.ts [messages=100000] [rate=20000] [top=15]
+
+import { createServer } from 'node:http';
+import { Session } from 'node:inspector/promises';
+import { join } from 'node:path';
+import { parseConfig } from '../../src/config/load.ts';
+import { Gateway } from '../../src/main.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { LOAD_DEFAULTS, runLoad } from '../lib/mqtt-load.ts';
+import { freePort, makeTempDir, removeTempDir } from '../lib/proc.ts';
+
+interface ProfileNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: ProfileNode[];
+}
+
+const messages = Number(process.argv[2] ?? 100_000);
+const rate = Number(process.argv[3] ?? 20_000);
+const top = Number(process.argv[4] ?? 15);
+const publishers = 4;
+
+const dir = makeTempDir('edgeferry-heap-');
+const receiver = createServer((req, res) => {
+  req.resume();
+  req.on('end', () => res.end());
+});
+const rxPort = await freePort();
+receiver.listen(rxPort, '127.0.0.1');
+const mqttPort = await freePort();
+const config = parseConfig({
+  journal: { path: join(dir, 'journal') },
+  mqtt: { host: '127.0.0.1', port: mqttPort },
+  admin: { enabled: false },
+  grpc: { enabled: false },
+  log: { level: 'warn' },
+  sinks: [
+    {
+      name: 'up',
+      type: 'http',
+      url: `http://127.0.0.1:${rxPort}/ingest`,
+      batch: { maxRecords: 1000, maxBytes: '1MiB', lingerMs: 5 },
+    },
+  ],
+});
+const gateway = new Gateway(config, createLogger('warn', 'heap'));
+await gateway.start();
+
+const load = (n: number) =>
+  runLoad({
+    ...LOAD_DEFAULTS,
+    port: mqttPort,
+    publishers,
+    messages: Math.round(n / publishers),
+    inflight: 1000,
+    rate: rate / publishers,
+  });
+
+const session = new Session();
+session.connect();
+await session.post('HeapProfiler.enable');
+await load(Math.min(20_000, messages)); // warm-up: JIT and heap sizing
+await session.post('HeapProfiler.startSampling', {
+  samplingInterval: 4096,
+  includeObjectsCollectedByMajorGC: true,
+  includeObjectsCollectedByMinorGC: false,
+});
+await load(messages);
+const { profile } = (await session.post('HeapProfiler.stopSampling')) as { profile: { head: ProfileNode } };
+
+// Self size by the innermost three frames: enough to tell whose allocation it is.
+const bySite = new Map<string, number>();
+const walk = (node: ProfileNode, stack: string[]): void => {
+  const f = node.callFrame;
+  const frame = `${f.functionName || '(anonymous)'} ${f.url.split('/').slice(-2).join('/')}:${f.lineNumber + 1}`;
+  const here = [...stack, frame];
+  if (node.selfSize > 0) {
+    const key = here.slice(-3).reverse().join(' < ');
+    bySite.set(key, (bySite.get(key) ?? 0) + node.selfSize);
+  }
+  for (const c of node.children) walk(c, here);
+};
+walk(profile.head, []);
+const total = [...bySite.values()].reduce((a, b) => a + b, 0);
+console.log(
+  `${messages} QoS 1 messages at ${rate} msg/s: ${(total / 2 ** 20).toFixed(1)} MiB allocated that a scavenge ` +
+    `did not collect (${Math.round(total / messages)} B per message, sampled every 4 KiB)`,
+);
+for (const [site, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+  console.log(`${(bytes / 2 ** 20).toFixed(2).padStart(8)} MiB  ${site}`);
+}
+await gateway.stop();
+receiver.close();
+removeTempDir(dir);
+process.exit(0);
