@@ -86,4 +86,22 @@ describe('MQTT in, HTTP out', () => {
     expect(receiver.records.map((r) => r.payload)).toEqual(['site/1/a', 'site/2/a']);
     expect((await daemon.status()).sinks[0].cursor).toBe(5);
   });
+
+  it('QoS 2: every PUBLISH completes its PUBREC/PUBREL/PUBCOMP exchange and is delivered once', async () => {
+    receiver = new HttpReceiver();
+    await receiver.start();
+    const dir = tempDir();
+    const cfg = baseConfig(dir, {
+      sinks: [{ name: 'cloud', type: 'http', url: receiver.url, payloadEncoding: 'utf8' }],
+    });
+    daemon = await startDaemon(dir, writeConfig(dir, cfg));
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${daemon.mqttPort}`, { clientId: 'dev-q2' });
+    const M = 500;
+    // Resolves on PUBCOMP, which the gateway sends only after it sent PUBREC for a committed record.
+    await Promise.all(Array.from({ length: M }, (_, i) => client.publishAsync('q2/t', `m${i}`, { qos: 2 })));
+    await client.endAsync();
+    await eventually(() => receiver!.records.length >= M, `${M} records at the receiver`);
+    expect(receiver.records.map((r) => r.payload)).toEqual(Array.from({ length: M }, (_, i) => `m${i}`));
+    expect((await daemon.status()).journal.lastSeq).toBe(M);
+  });
 });
