@@ -194,8 +194,11 @@ export class SinkDispatcher {
       const from = this.cursor + 1;
       let records: StoredRecord[];
       if (prefetched !== null && prefetchedFrom === from) {
-        records = await prefetched;
+        const p = prefetched;
         prefetched = null;
+        const got = await this.readOrWait(p);
+        if (got === null) continue;
+        records = got;
       } else {
         prefetched = null;
         const available = this.journal.lastCommittedSeq - from + 1;
@@ -211,7 +214,9 @@ export class SinkDispatcher {
           }
           continue;
         }
-        records = await this.journal.read(from, maxRecords, maxBytes);
+        const got = await this.readOrWait(this.journal.read(from, maxRecords, maxBytes));
+        if (got === null) continue;
+        records = got;
       }
       if (records.length === 0) {
         // Everything in this window failed its checksum (counted by the journal): walk past it.
@@ -228,6 +233,21 @@ export class SinkDispatcher {
       const sendable = this.select(records);
       if (sendable.length > 0 && !(await this.deliver(sendable))) return;
       this.advance(last);
+    }
+  }
+
+  /**
+   * A journal read that failed (the database reopening after a write error closed it under the
+   * read) is not the sink's end: wait a little and read again from the cursor.
+   */
+  private async readOrWait(read: Promise<StoredRecord[]>): Promise<StoredRecord[] | null> {
+    try {
+      return await read;
+    } catch (err) {
+      this.lastError = `journal read failed: ${(err as Error).message}`;
+      this.log.warn({ sink: this.sink.name, err: (err as Error).message }, 'journal read failed, retrying');
+      await this.sleep(this.opts.retry.minMs);
+      return null;
     }
   }
 

@@ -4,7 +4,7 @@ import { mkdirSync, renameSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Level } from 'level';
 import { JournalClosedError, JournalFullError, JournalWriteError } from '../core/errors.ts';
-import type { Logger } from '../core/logger.ts';
+import { type Logger, ThrottledLog } from '../core/logger.ts';
 import type { AppendCallback, RecordAppender, RecordLog } from '../core/pipeline.ts';
 import { encodeRecord, type RecordInput, type StoredRecord } from '../core/record.ts';
 import {
@@ -95,6 +95,8 @@ const DROP_CHUNK_FRACTION = 0.05;
 /** One LevelDB batch stays below this many bytes, whatever `maxRecords` allows. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
+const RECOVERY_RETRY_MS = 1000;
+const RECOVERING = new Error('the journal is reopening after a write error');
 /** A cursor move waits this long for a group commit to ride on before it is written alone. */
 const CURSOR_FLUSH_MS = 20;
 
@@ -124,7 +126,13 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     deadLettered: 0,
   };
 
-  private readonly db: Db;
+  private db: Db;
+  /** Set while the database is being reopened after a failed write (see `startRecovery`). */
+  private recovering: Promise<void> | null = null;
+  /** close() was called: a recovery that cannot reopen gives up. */
+  private closeRequested = false;
+  /** The last recovery gave up: the database is closed and nothing is pending on it. */
+  private unrecovered = false;
   private readonly opts: JournalOptions;
   private readonly log: Logger;
   private firstSeq: number;
@@ -137,6 +145,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private cursorWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private readonly deadLetterCounts = new Map<string, number>();
   private readonly tail: TailCache;
+  /** A full or failing disk fails every commit: one line a second says so, with a count. */
+  private readonly writeErrorLog = new ThrottledLog();
   /** Full batches waiting for the write in flight, oldest first; `pending` is the one filling. */
   private readonly ready: Pending[] = [];
   private pending = newPending();
@@ -238,6 +248,10 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       if (cb) process.nextTick(cb, new JournalClosedError(), 0, state);
       return;
     }
+    if (this.recovering) {
+      if (cb) process.nextTick(cb, new JournalWriteError(RECOVERING), 0, state);
+      return;
+    }
     const value = encodeRecord(rec, VALUE_HEADER_BYTES);
     const size = value.length + RECORD_KEY_BYTES;
     let p = this.pending;
@@ -285,7 +299,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
 
   private flush(): void {
     // One batch in flight, always: seqs are assigned at commit from lastSeq.
-    if (this.writing) return;
+    if (this.writing || this.recovering) return;
     if (this.flushTimer !== null) {
       clearTimeout(this.flushTimer);
       this.flushTimer = null;
@@ -375,10 +389,17 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       // so the log stays gap-free. Sources get the error and send no ack.
       this.counters.writeErrors++;
       const err = new JournalWriteError(cause);
-      this.log.error({ err: (cause as Error).message, records: accept }, 'journal group commit failed');
+      const suppressed = this.writeErrorLog.take();
+      if (suppressed >= 0) {
+        this.log.error(
+          { err: (cause as Error).message, records: accept, suppressed },
+          'journal group commit failed',
+        );
+      }
       for (let i = 0; i < accept; i++) batch.cbs[i]?.(err, 0, batch.states[i]);
       for (const name of cursors.names) if (this.cursors.has(name)) this.dirtyCursors.add(name);
       for (const w of cursors.waiters) w.reject(err);
+      this.startRecovery(cause);
       return;
     }
     for (const w of cursors.waiters) w.resolve();
@@ -414,6 +435,83 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       value: seqValue(this.cursors.get(name) ?? 0),
     }));
     return { names, ops, waiters };
+  }
+
+  /**
+   * After a failed write (a full disk, an I/O error) LevelDB's log may end in a torn record, and
+   * LevelDB goes on appending after it: on the next open, the reader drops the rest of that log
+   * block, acknowledged records included. So nothing more is written to this database: what is
+   * queued is refused (sources send no ack), and the database is closed and reopened (a fresh
+   * log) every RECOVERY_RETRY_MS until that succeeds, normally once space is back. Reads wait.
+   */
+  private startRecovery(cause: unknown): void {
+    if (this.recovering) return;
+    const err = new JournalWriteError(cause);
+    const queued = [...this.ready, this.pending];
+    this.ready.length = 0;
+    this.pending = newPending();
+    for (const b of queued) {
+      this.pendingBytes -= b.bytes;
+      for (let i = 0; i < b.values.length; i++) b.cbs[i]?.(err, 0, b.states[i]);
+    }
+    if (this.closeRequested) {
+      // Shutting down: nothing more can be saved; close() goes on without writing.
+      this.unrecovered = true;
+      this.dirtyCursors.clear();
+      return;
+    }
+    this.log.error(
+      { path: this.path, err: (cause as Error)?.message },
+      'journal write failed: refusing records until the database is reopened',
+    );
+    this.recovering = this.recover().finally(() => {
+      this.recovering = null;
+    });
+  }
+
+  private async recover(): Promise<void> {
+    for (;;) {
+      await this.db.close().catch(noop);
+      const db: Db = new Level<Buffer, Buffer>(this.path, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+      try {
+        await db.open();
+        const state = await readOpenState(db);
+        this.db = db;
+        this.adoptState(state);
+        this.log.info({ path: this.path, lastSeq: this.lastSeq }, 'journal reopened after a write error');
+        return;
+      } catch (err) {
+        await db.close().catch(noop);
+        const suppressed = this.writeErrorLog.take();
+        if (suppressed >= 0) {
+          this.log.error({ err: (err as Error).message, suppressed }, 'journal reopen failed, retrying');
+        }
+        if (this.closeRequested) {
+          this.unrecovered = true;
+          return;
+        }
+        await sleep(RECOVERY_RETRY_MS);
+      }
+    }
+  }
+
+  /** Takes the reopened database's ends; cursors keep their (newer) positions and are rewritten. */
+  private adoptState(state: OpenState): void {
+    this.firstSeq = state.firstSeq;
+    this.lastSeq = state.lastSeq;
+    this.firstCum = state.firstCum;
+    this.nextCum = state.nextCum;
+    this.tail.dropBefore(state.lastSeq + 1);
+    for (const name of this.cursors.keys()) this.dirtyCursors.add(name);
+    if (this.dirtyCursors.size > 0 && this.cursorTimer === null) {
+      this.cursorTimer = setTimeout(this.onCursorTimer, CURSOR_FLUSH_MS);
+    }
+  }
+
+  /** The database, once any recovery is over. */
+  private async usable(): Promise<Db> {
+    while (this.recovering) await this.recovering;
+    return this.db;
   }
 
   // ---- reading ---------------------------------------------------------------------------
@@ -454,7 +552,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       this.tail.read(from, maxRecords, maxBytes, out);
       return out;
     }
-    const it = this.db.iterator({ gte: recordKey(from), lte: recordKey(this.lastSeq) });
+    const it = (await this.usable()).iterator({ gte: recordKey(from), lte: recordKey(this.lastSeq) });
     try {
       let bytes = 0;
       while (out.length < maxRecords && bytes < maxBytes) {
@@ -489,7 +587,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       this.tail.read(seq, 1, 1, out);
       return out[0]?.ts;
     }
-    const v = await this.db.get(recordKey(seq));
+    const v = await (await this.usable()).get(recordKey(seq));
     return v && valueIntact(v) ? valueTs(v) : undefined;
   }
 
@@ -509,7 +607,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     if (existing !== undefined) return existing;
     const pos = Math.max(0, Math.min(initial, this.lastSeq));
     this.cursors.set(name, pos);
-    await this.db.put(cursorKey(name), seqValue(pos));
+    await (await this.usable()).put(cursorKey(name), seqValue(pos));
     return pos;
   }
 
@@ -545,7 +643,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.dirtyCursors.delete(name);
     // A batch in flight may still write its old position: delete after it.
     await this.sync();
-    await this.db.del(cursorKey(name));
+    await (await this.usable()).del(cursorKey(name));
     this.scheduleTrim();
   }
 
@@ -585,12 +683,12 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.firstSeq = seq;
     this.firstCum = newFirstCum;
     this.tail.dropBefore(seq);
-    await this.db.clear({ gte: recordKey(from), lt: recordKey(seq) });
+    await (await this.usable()).clear({ gte: recordKey(from), lt: recordKey(seq) });
     return seq - from;
   }
 
   private async cumAt(seq: number): Promise<number> {
-    const v = await this.db.get(recordKey(seq));
+    const v = await (await this.usable()).get(recordKey(seq));
     return v && valueIntact(v) ? valueCum(v) : this.firstCum;
   }
 
@@ -615,7 +713,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     let hi = this.lastSeq + 1;
     while (lo < hi) {
       const mid = Math.floor((lo + hi) / 2);
-      const v = await this.db.get(recordKey(mid));
+      const v = await (await this.usable()).get(recordKey(mid));
       if (v === undefined || !valueIntact(v) || pred(v)) hi = mid;
       else lo = mid + 1;
     }
@@ -672,12 +770,12 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       ops.push({ type: 'put', key: deadLetterKey(sink, n), value: v });
     }
     ops.push({ type: 'put', key: metaDeadLetterCount(sink), value: seqValue(n) });
-    await this.db.batch(ops, { sync: this.opts.fsync });
+    await (await this.usable()).batch(ops, { sync: this.opts.fsync });
     this.counters.deadLettered += records.length;
   }
 
   private async readDeadLetterCount(sink: string): Promise<number> {
-    const v = await this.db.get(metaDeadLetterCount(sink));
+    const v = await (await this.usable()).get(metaDeadLetterCount(sink));
     return v ? readSeq(v, 0) : 0;
   }
 
@@ -688,7 +786,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   async listDeadLetters(sink: string, limit: number): Promise<DeadLetter[]> {
     const prefix = deadLetterPrefix(sink);
     const out: DeadLetter[] = [];
-    for await (const [key, v] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix), limit })) {
+    const db = await this.usable();
+    for await (const [key, v] of db.iterator({ gte: prefix, lt: prefixEnd(prefix), limit })) {
       const rlen = v.readUInt16BE(0);
       const reason = v.toString('utf8', 2, 2 + rlen);
       let pos = 2 + rlen;
@@ -706,11 +805,13 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   /** Resolves once everything appended so far is committed (or has failed). */
   async sync(): Promise<void> {
     while (
-      this.writing ||
-      this.ready.length > 0 ||
-      this.pending.values.length > 0 ||
-      this.dirtyCursors.size > 0
+      !this.unrecovered &&
+      (this.writing || this.ready.length > 0 || this.pending.values.length > 0 || this.dirtyCursors.size > 0)
     ) {
+      if (this.recovering) {
+        await this.recovering;
+        continue;
+      }
       if (!this.writing) this.flush();
       await this.writeIdle;
     }
@@ -719,6 +820,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   /** Commits what is pending, waits for the write in flight, and closes LevelDB. */
   async close(): Promise<void> {
     if (this.closed) return;
+    this.closeRequested = true;
     await this.sync();
     this.closed = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
