@@ -1,0 +1,134 @@
+// The daemon on a disk that fills up, for real: its journal on an 8 MiB tmpfs that another file
+// fills. Publishes made while the disk is full get no PUBACK (the connection closes); once space
+// is back, publishing works again, and every message that was acknowledged survives a SIGKILL
+// and restart and reaches the sink. Mounting needs root; elsewhere the test is skipped with the
+// reason in its title.
+
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  baseConfig,
+  type DaemonHandle,
+  eventually,
+  startDaemon,
+  tempDir,
+  writeConfig,
+} from '../helpers/daemon.ts';
+import { HttpReceiver } from '../helpers/http-receiver.ts';
+
+const disk = mkdtempSync(join(tmpdir(), 'edgeferry-daemon-fulldisk-'));
+const mounted = (() => {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', disk], { stdio: 'ignore' });
+    return true;
+  } catch {
+    process.stderr.write(`daemon full-disk test skipped: cannot mount a tmpfs at ${disk} (needs root)\n`);
+    return false;
+  }
+})();
+
+let daemon: DaemonHandle | null = null;
+let receiver: HttpReceiver | null = null;
+afterAll(async () => {
+  await daemon?.kill();
+  await receiver?.stop();
+  if (mounted) execFileSync('umount', ['-l', disk], { stdio: 'ignore' });
+  rmSync(disk, { recursive: true, force: true });
+});
+
+/** One QoS 1 publish on a fresh connection: true once PUBACKed, false if refused or timed out. */
+async function publishOnce(port: number, payload: string): Promise<boolean> {
+  const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+    clientId: 'disk-dev',
+    reconnectPeriod: 0,
+    connectTimeout: 2000,
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      c.once('connect', () => resolve());
+      c.once('error', reject);
+    });
+    return await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 2000);
+      c.once('close', () => resolve(false));
+      c.publish('disk/t', payload, { qos: 1 }, (err) => {
+        clearTimeout(timer);
+        resolve(!err);
+      });
+    });
+  } catch {
+    return false;
+  } finally {
+    c.end(true);
+  }
+}
+
+const title = mounted
+  ? 'refuses publishes while the disk is full, recovers when space returns, and delivers every acknowledged message'
+  : 'daemon on a full disk (skipped: cannot mount a tmpfs here, needs root)';
+
+describe('daemon on a full disk', () => {
+  it.skipIf(!mounted)(title, async () => {
+    receiver = new HttpReceiver();
+    await receiver.start();
+    const dir = tempDir();
+    const cfg = baseConfig(dir, {
+      journal: { path: join(disk, 'journal') },
+      sinks: [{ name: 'cloud', type: 'http', url: receiver.url, payloadEncoding: 'utf8' }],
+    });
+    const configPath = writeConfig(dir, cfg);
+    daemon = await startDaemon(dir, configPath);
+    const acked: string[] = [];
+    const publish = async (p: string): Promise<boolean> => {
+      const ok = await publishOnce(daemon!.mqttPort, p);
+      if (ok) acked.push(p);
+      return ok;
+    };
+    for (let i = 0; i < 20; i++) expect(await publish(`before-${i}`)).toBe(true);
+    await eventually(() => receiver!.records.length >= 20, 'the first 20 delivered');
+    // From here on the upstream refuses: what is acknowledged must come from the journal.
+    receiver.respond = () => ({ status: 503 });
+
+    // Fill the disk to the last few KiB, then publish until one is refused.
+    writeFileSync(join(disk, 'filler'), Buffer.alloc(8 * 1024 * 1024 - 64 * 1024));
+    let refusedAt = -1;
+    for (let i = 0; i < 2000 && refusedAt < 0; i++) {
+      if (!(await publish(`full-${i}-${'x'.repeat(2000)}`))) refusedAt = i;
+    }
+    expect(refusedAt).toBeGreaterThanOrEqual(0);
+    // Take the last free bytes too, so the journal's reopen attempts fail while we look.
+    try {
+      for (let k = 0; k < 10_000; k++) appendFileSync(join(disk, 'filler'), Buffer.alloc(4096));
+    } catch {
+      // ENOSPC: full
+    }
+    expect(await publish('while-full')).toBe(false);
+    await daemon.waitForLog(
+      (l) => l.msg === 'journal write failed: refusing records until the database is reopened',
+    );
+
+    rmSync(join(disk, 'filler'));
+    await eventually(() => publish('after-0'), 'a publish acknowledged once space is back', 20_000, 200);
+    for (let i = 1; i < 20; i++) expect(await publish(`after-${i}`)).toBe(true);
+    await daemon.waitForLog((l) => l.msg === 'journal reopened after a write error');
+
+    // Acknowledged means on disk: a crash and restart replay the journal's log.
+    await daemon.kill('SIGKILL');
+    daemon = await startDaemon(dir, configPath);
+    receiver.respond = () => ({ status: 200 });
+
+    // Every acknowledged message arrives, in order; nothing refused was delivered.
+    await eventually(
+      () => receiver!.records.length >= acked.length,
+      `${acked.length} records at the receiver`,
+    );
+    const got = receiver.records.map((r) => r.payload);
+    expect(new Set(got).size).toBe(got.length);
+    expect(got).toEqual(acked);
+    expect(got).not.toContain('while-full');
+  });
+});
