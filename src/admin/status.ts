@@ -11,6 +11,7 @@ export async function buildStatus(view: GatewayView) {
       ? {
           path: j.path,
           epoch: j.epoch,
+          writable: j.writable,
           records: j.records,
           bytes: j.bytes(),
           maxBytes: j.maxBytes,

@@ -67,6 +67,8 @@ export interface JournalCounters {
   corrupt: number;
   quarantined: number;
   deadLettered: number;
+  /** Reopens of the database after a failed write. */
+  reopened: number;
 }
 
 export interface DeadLetter {
@@ -124,6 +126,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     corrupt: 0,
     quarantined: 0,
     deadLettered: 0,
+    reopened: 0,
   };
 
   private db: Db;
@@ -478,6 +481,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
         const state = await readOpenState(db);
         this.db = db;
         this.adoptState(state);
+        this.counters.reopened++;
         this.log.info({ path: this.path, lastSeq: this.lastSeq }, 'journal reopened after a write error');
         return;
       } catch (err) {
@@ -506,6 +510,11 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     if (this.dirtyCursors.size > 0 && this.cursorTimer === null) {
       this.cursorTimer = setTimeout(this.onCursorTimer, CURSOR_FLUSH_MS);
     }
+  }
+
+  /** False while the journal refuses records until its database is reopened after a write error. */
+  get writable(): boolean {
+    return this.recovering === null && !this.closed;
   }
 
   /** The database, once any recovery is over. */

@@ -96,6 +96,18 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     j((x) => one(x.counters.rejected)),
   );
   add(
+    'edgeferry_journal_writable',
+    '1 while the journal accepts records; 0 while it refuses them until its database is reopened after a write error (a full disk).',
+    'gauge',
+    j((x) => one(x.writable ? 1 : 0)),
+  );
+  add(
+    'edgeferry_journal_reopened_total',
+    'Reopens of the journal database after a failed write.',
+    'counter',
+    j((x) => one(x.counters.reopened)),
+  );
+  add(
     'edgeferry_journal_write_errors_total',
     'Group commits that failed to write.',
     'counter',

@@ -107,6 +107,10 @@ describe('daemon on a full disk', () => {
       // ENOSPC: full
     }
     expect(await publish('while-full')).toBe(false);
+    // Operators see it: not writable, in status and metrics.
+    const full = (await daemon.status()) as unknown as { journal: { writable: boolean } };
+    expect(full.journal.writable).toBe(false);
+    expect(await daemon.metrics()).toMatch(/^edgeferry_journal_writable 0$/m);
     await daemon.waitForLog(
       (l) => l.msg === 'journal write failed: refusing records until the database is reopened',
     );
@@ -115,6 +119,8 @@ describe('daemon on a full disk', () => {
     await eventually(() => publish('after-0'), 'a publish acknowledged once space is back', 20_000, 200);
     for (let i = 1; i < 20; i++) expect(await publish(`after-${i}`)).toBe(true);
     await daemon.waitForLog((l) => l.msg === 'journal reopened after a write error');
+    expect(await daemon.metrics()).toMatch(/^edgeferry_journal_writable 1$/m);
+    expect(await daemon.metrics()).toMatch(/^edgeferry_journal_reopened_total [1-9]/m);
 
     // Acknowledged means on disk: a crash and restart replay the journal's log.
     await daemon.kill('SIGKILL');
