@@ -4,9 +4,7 @@
 // and restart and reaches the sink. Mounting needs root; elsewhere the test is skipped with the
 // reason in its title.
 
-import { execFileSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -19,25 +17,18 @@ import {
   writeConfig,
 } from '../helpers/daemon.ts';
 import { HttpReceiver } from '../helpers/http-receiver.ts';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
 
-const disk = mkdtempSync(join(tmpdir(), 'edgeferry-daemon-fulldisk-'));
-const mounted = (() => {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', disk], { stdio: 'ignore' });
-    return true;
-  } catch {
-    process.stderr.write(`daemon full-disk test skipped: cannot mount a tmpfs at ${disk} (needs root)\n`);
-    return false;
-  }
-})();
+const tmpfs = mountTmpfs('edgeferry-daemon-fulldisk-', '8m');
+const disk = tmpfs.dir;
+const mounted = tmpfs.mounted;
 
 let daemon: DaemonHandle | null = null;
 let receiver: HttpReceiver | null = null;
 afterAll(async () => {
   await daemon?.kill();
   await receiver?.stop();
-  if (mounted) execFileSync('umount', ['-l', disk], { stdio: 'ignore' });
-  rmSync(disk, { recursive: true, force: true });
+  tmpfs.remove();
 });
 
 /** One QoS 1 publish on a fresh connection: true once PUBACKed, false if refused or timed out. */

@@ -2,9 +2,7 @@
 // root; where that is not possible the test is skipped with the reason in its title and a line
 // on stderr, never silently.
 
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,26 +10,17 @@ import { JournalWriteError } from '../../src/core/errors.ts';
 import type { Logger } from '../../src/core/logger.ts';
 import { decodeRecord, type RecordInput } from '../../src/core/record.ts';
 import { Journal, type JournalOptions } from '../../src/journal/journal.ts';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
 
-const mountPoint = mkdtempSync(join(tmpdir(), 'edgeferry-fulldisk-'));
-const mounted = tryMount(mountPoint);
-
-function tryMount(dir: string): boolean {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir], { stdio: 'ignore' });
-    return true;
-  } catch {
-    process.stderr.write(`full-disk test skipped: cannot mount a tmpfs at ${dir} (needs root)\n`);
-    return false;
-  }
-}
+const disk = mountTmpfs('edgeferry-fulldisk-', '4m');
+const mountPoint = disk.dir;
+const mounted = disk.mounted;
 
 let journal: Journal | null = null;
 
 afterAll(async () => {
   await journal?.close().catch(() => {});
-  if (mounted) execFileSync('umount', ['-l', mountPoint], { stdio: 'ignore' });
-  rmSync(mountPoint, { recursive: true, force: true });
+  disk.remove();
 });
 
 const errors: { obj: object; msg: string }[] = [];
