@@ -4,7 +4,7 @@
 // polls GET /readyz on the admin port until it answers 200.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,6 +12,30 @@ import { stringify } from 'yaml';
 import { freePort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
 
 export const BIN = new URL('../../bin/edgeferry.js', import.meta.url).pathname;
+const DIST_CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
+
+/**
+ * What the daemon runs: the TypeScript sources through `bin/edgeferry.js` (default), or the tsc
+ * output (`BENCH_DAEMON=dist`, after `npm run build`), as a production image would; with the
+ * node flags of the bin's shebang line (what `npm start` and `npx edgeferry` use), or those of
+ * BENCH_NODE_FLAGS when set (empty: none).
+ */
+function daemonCommand(): string[] {
+  const raw = process.env.BENCH_NODE_FLAGS ?? shebangFlags();
+  const flags = raw.split(/\s+/).filter((f) => f.length > 0);
+  const which = process.env.BENCH_DAEMON ?? 'src';
+  if (which === 'src') return [...flags, BIN];
+  if (which !== 'dist') throw new Error(`BENCH_DAEMON: expected src or dist (got ${which})`);
+  if (!existsSync(DIST_CLI)) throw new Error('BENCH_DAEMON=dist: run `npm run build` first');
+  return [...flags, DIST_CLI];
+}
+
+/** `--a --b` from `#!/usr/bin/env -S node --a --b`. */
+function shebangFlags(): string {
+  const first = readFileSync(BIN, 'utf8').split('\n', 1)[0];
+  const m = /^#!.*\bnode\b(.*)$/.exec(first);
+  return m ? m[1].trim() : '';
+}
 
 export interface DaemonOptions {
   /** The `sinks:` list. */
@@ -88,7 +112,7 @@ async function startOnce(opts: DaemonOptions): Promise<Daemon> {
   writeFileSync(configPath, stringify(config));
 
   const proc = track(
-    spawn(process.execPath, [...(opts.nodeArgs ?? []), BIN, 'run', '--config', configPath], {
+    spawn(process.execPath, [...(opts.nodeArgs ?? []), ...daemonCommand(), 'run', '--config', configPath], {
       cwd: dir,
       env: { ...process.env, NODE_NAME: '' },
       stdio: ['ignore', 'pipe', 'pipe'],
