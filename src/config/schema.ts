@@ -265,6 +265,12 @@ export const configSchema = z.preprocess(
         tls: z
           .strictObject({ certFile: filePath(), keyFile: filePath(), caFile: filePath().optional() })
           .optional(),
+        // An app that froze or vanished without a FIN holds its stream open for ever unless
+        // an unanswered HTTP/2 PING ends it: found within timeMs + timeoutMs.
+        keepalive: section({
+          timeMs: timerMs(100).prefault('20s'),
+          timeoutMs: timerMs(100).prefault('10s'),
+        }),
       }),
       log: section({ level: z.enum(LOG_LEVELS).default('info') }),
       shutdown: section({ drainTimeoutMs: timerMs().prefault('10s') }),

@@ -123,7 +123,12 @@ describe('defaults', () => {
       },
       mqtt: { enabled: true, host: '0.0.0.0', port: 1883, maxPacketBytes: 256 * 1024 },
       admin: { enabled: true, host: '0.0.0.0', port: 8080 },
-      grpc: { enabled: true, host: '0.0.0.0', port: 50051 },
+      grpc: {
+        enabled: true,
+        host: '0.0.0.0',
+        port: 50051,
+        keepalive: { timeMs: 20_000, timeoutMs: 10_000 },
+      },
       log: { level: 'info' },
       shutdown: { drainTimeoutMs: 10_000 },
       sinks: [],
@@ -223,6 +228,14 @@ describe('validation errors name the field and the reason', () => {
     expect(invalid({ sinks: [sink({ url: 'not a url' })] })).toContain(
       'sinks[0].url: must be an http(s) URL',
     );
+  });
+
+  it('bad grpc.keepalive', () => {
+    expect(invalid({ grpc: { keepalive: { timeMs: '5 parsecs', timeoutMs: 10 } } }).split('\n')).toEqual([
+      'invalid configuration:',
+      '  grpc.keepalive.timeMs: invalid duration "5 parsecs": expected a non-negative whole number of milliseconds, or a number with a unit ms, s, m, h or d',
+      '  grpc.keepalive.timeoutMs: must be at least 100 ms (got 10)',
+    ]);
   });
 
   it('bad journal.onFull', () => {

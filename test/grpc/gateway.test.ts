@@ -22,6 +22,7 @@ import {
   tempDir,
   writeConfig,
 } from '../helpers/daemon.ts';
+import { FaultProxy } from '../helpers/fault-proxy.ts';
 import { generatePki, type TestPki } from './certs.ts';
 import { type GatewayClient, gatewayClient, healthClient, type StreamedRecord } from './grpc-client.ts';
 
@@ -443,6 +444,40 @@ describe('slow consumers', () => {
     // A 64 KiB window holds a few hundred of these records; 5 000 is far below "everything".
     for (const n of sent) expect(n).toBeLessThan(5_000);
     expect(hwm).toBeLessThan(400 * 1024);
+  });
+});
+
+describe('vanished consumers', () => {
+  it('server keepalive ends the stream of an app whose link went silent without a FIN; a live one stays', async () => {
+    const d = await gateway({
+      grpc: { host: '127.0.0.1', port: 0, keepalive: { timeMs: 500, timeoutMs: 500 } },
+    });
+    const proxy = new FaultProxy(d.grpcPort);
+    await proxy.start();
+    cleanups.push(() => proxy.stop());
+    const live = subscribe(client(d), { filters: ['k/#'], start: 'START_LATEST' });
+    const viaProxy = gatewayClient(`127.0.0.1:${proxy.port}`);
+    grpcClients.push(viaProxy);
+    const doomed = subscribe(viaProxy, { filters: ['k/#'], start: 'START_LATEST' });
+    await subscribers(d, 2);
+    const dev = await device(d, 'k-dev');
+    await publishRange(dev, 'k/t', 1, 10);
+    await eventually(() => doomed.records.length === 10 && live.records.length === 10, 'both streams live');
+
+    // The app's end goes silent: no FIN, no RST, nothing comes back (a frozen process, a dead
+    // NAT). Only the server's unanswered PING can tell.
+    proxy.freeze();
+    const gone = await d.waitForLog((l) => l.msg === 'subscriber gone', 15_000);
+    expect(Number(gone.sent)).toBe(10);
+    // The live app, pinged on the same schedule, answers and keeps its stream: it gets what is
+    // published after several keepalive rounds, in order.
+    await sleep(2_000);
+    await publishRange(dev, 'k/t', 11, 20);
+    await eventually(() => live.records.length === 20, 'the live stream goes on');
+    expect(live.seqs()).toEqual(range(1, 20));
+    expect(live.error).toBeNull();
+    expect(d.logs.filter((l) => l.msg === 'subscriber gone')).toHaveLength(1);
+    expect(doomed.records).toHaveLength(10);
   });
 });
 

@@ -1,6 +1,7 @@
 // A TCP proxy on loopback that can misbehave the way links do: cut a connection after some
 // bytes (RST both ways), or swallow everything and answer nothing (a blackhole, as a dead NAT
-// or a half-open link looks). Real sockets on both sides; the faults are in the middle.
+// or a half-open link looks), also on connections already open (`freeze`: a peer that froze or
+// vanished without a FIN). Real sockets on both sides; the faults are in the middle.
 
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -12,6 +13,8 @@ export class FaultProxy {
   /** Connections cut or swallowed so far. */
   faults = 0;
   connections = 0;
+  /** Open connections forward nothing, either way, and stay open. */
+  frozen = false;
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private readonly targetPort: number;
@@ -34,6 +37,11 @@ export class FaultProxy {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
+  /** From now on every open connection swallows what either side sends, without closing. */
+  freeze(): void {
+    this.frozen = true;
+  }
+
   private track(s: Socket): void {
     this.sockets.add(s);
     s.on('close', () => this.sockets.delete(s));
@@ -53,6 +61,7 @@ export class FaultProxy {
     this.track(upstream);
     let sent = 0;
     client.on('data', (chunk: Buffer) => {
+      if (this.frozen) return;
       if (mode.kind === 'cut-after' && sent + chunk.length > mode.bytes) {
         upstream.write(chunk.subarray(0, Math.max(0, mode.bytes - sent)));
         this.faults++;
@@ -63,7 +72,9 @@ export class FaultProxy {
       sent += chunk.length;
       upstream.write(chunk);
     });
-    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+    upstream.on('data', (chunk: Buffer) => {
+      if (!this.frozen) client.write(chunk);
+    });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   }

@@ -26,9 +26,8 @@ export interface GrpcServerOptions {
   host: string;
   port: number;
   tls?: GrpcServerTls;
-  /** Server keepalive: ping an idle connection this often, drop it when a ping is not answered. */
-  keepaliveTimeMs?: number;
-  keepaliveTimeoutMs?: number;
+  /** Server keepalive: ping every connection this often, drop it when a ping is not answered. */
+  keepalive?: { timeMs: number; timeoutMs: number };
 }
 
 interface SubscribeRequest {
@@ -88,8 +87,8 @@ export class GatewayGrpcServer {
     this.opts = opts;
     this.log = log;
     this.server = new Server({
-      'grpc.keepalive_time_ms': opts.keepaliveTimeMs ?? 20_000,
-      'grpc.keepalive_timeout_ms': opts.keepaliveTimeoutMs ?? 10_000,
+      'grpc.keepalive_time_ms': opts.keepalive?.timeMs ?? 20_000,
+      'grpc.keepalive_timeout_ms': opts.keepalive?.timeoutMs ?? 10_000,
       // Clients may ping as often as every 5 s without being sent GOAWAY for it.
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     });
