@@ -99,6 +99,9 @@ const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
 const RECOVERY_RETRY_MS = 1000;
 const RECOVERING = new Error('the journal is reopening after a write error');
+/** Records and body bytes one disk nextv() may return. */
+const READ_STEP_RECORDS = 1000;
+const MAX_READ_STEP_BYTES = 8 * 1024 * 1024;
 /** A cursor move waits this long for a group commit to ride on before it is written alone. */
 const CURSOR_FLUSH_MS = 20;
 
@@ -561,11 +564,20 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       this.tail.read(from, maxRecords, maxBytes, out);
       return out;
     }
-    const it = (await this.usable()).iterator({ gte: recordKey(from), lte: recordKey(this.lastSeq) });
+    const step = Math.min(READ_STEP_RECORDS, maxRecords);
+    const it = (await this.usable()).iterator({
+      gte: recordKey(from),
+      lte: recordKey(this.lastSeq),
+      // classic-level ends a nextv() once 16 KiB are read (about 60 records of 200 B): a batch of
+      // 1000 took 17 thread-pool round trips, one per loop turn, and under a QoS 0 flood a sink
+      // reading from disk got one batch per 40-150 ms. Let one nextv() fill the whole step.
+      highWaterMarkBytes:
+        Math.min(maxBytes, MAX_READ_STEP_BYTES) + step * (RECORD_KEY_BYTES + VALUE_HEADER_BYTES),
+    });
     try {
       let bytes = 0;
       while (out.length < maxRecords && bytes < maxBytes) {
-        const entries = await it.nextv(Math.min(1000, maxRecords - out.length));
+        const entries = await it.nextv(Math.min(step, maxRecords - out.length));
         if (entries.length === 0) break;
         for (const [key, value] of entries) {
           if (!valueIntact(value)) {
