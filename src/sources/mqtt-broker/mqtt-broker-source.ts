@@ -237,14 +237,31 @@ function toRecord(client: Client | null, packet: PublishPacket): RecordInput {
 }
 
 /**
+ * What one connection may feed the parser in one event-loop turn. libuv reads a busy socket up
+ * to 32 times per poll (64 KiB each) and aedes parses all of it at once: under a QoS 0 flood a
+ * turn grew to 20-130 ms, and a sink, whose HTTP response and journal read each wait for a turn,
+ * delivered a batch every 40-50 ms. Past the budget the rest waits in the socket (and TCP) for
+ * the next turn. A QoS 1 window of 100 x 200 B is far below it.
+ */
+const READ_BUDGET_PER_TURN = 64 * 1024;
+
+/**
  * aedes pulls bytes with `socket.read()`; wrapping it pauses intake without losing aedes' count
  * of packets in progress, and checks each pulled chunk before the parser sees it, without a
  * Transform stream (and its copies) in between.
  */
 function gateReads(socket: Socket, guard: PacketSizeGuard, source: MqttBrokerSource): void {
   const read = socket.read;
+  let readThisTurn = 0;
+  // Runs once per loop turn in which the connection read anything; resumes a connection that
+  // stopped at its budget (aedes reads again on 'readable').
+  const endTurn = (): void => {
+    const over = readThisTurn >= READ_BUDGET_PER_TURN;
+    readThisTurn = 0;
+    if (over && !socket.destroyed) socket.emit('readable');
+  };
   socket.read = function gatedRead(this: Socket, size?: number) {
-    if (!source.mayRead(this)) return null;
+    if (!source.mayRead(this) || readThisTurn >= READ_BUDGET_PER_TURN) return null;
     const chunk = read.call(this, size);
     if (chunk !== null && Buffer.isBuffer(chunk)) {
       const verdict = guard.feed(chunk);
@@ -252,6 +269,8 @@ function gateReads(socket: Socket, guard: PacketSizeGuard, source: MqttBrokerSou
         source.refuseOversize(this, guard, verdict);
         return null;
       }
+      if (readThisTurn === 0) setImmediate(endTurn);
+      readThisTurn += chunk.length;
     }
     return chunk;
   };
