@@ -8,5 +8,7 @@ export default defineConfig({
     // Integration tests start real daemons and sockets; two workers match CI's two cores.
     maxWorkers: 2,
     reporters: ['default'],
+    // The daemons the tests spawn run src/, not a dist/ that could be built from other sources.
+    env: { EDGEFERRY_FROM_SRC: '1' },
   },
 });

@@ -9,25 +9,36 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
+import { distState } from '../../scripts/dist-stamp.js';
 import { freePort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
 
 export const BIN = new URL('../../bin/edgeferry.js', import.meta.url).pathname;
 const DIST_CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
+const ROOT = new URL('../../', import.meta.url).pathname;
 
 /**
- * What the daemon runs: the TypeScript sources through `bin/edgeferry.js` (default), or the tsc
- * output (`BENCH_DAEMON=dist`, after `npm run build`), as a production image would; with the
- * node flags of the bin's shebang line (what `npm start` and `npx edgeferry` use), or those of
- * BENCH_NODE_FLAGS when set (empty: none).
+ * What the daemon runs: `bin/edgeferry.js` as `npm start` and `npx edgeferry` do (default,
+ * `BENCH_DAEMON=bin`: dist/ when it was built from the current src/, else src/ through type
+ * stripping); `src`: the bin forced to src/ (EDGEFERRY_FROM_SRC=1); `dist`: dist/cli.js itself
+ * (after `npm run build`), as a production image would. With the node flags of the bin's shebang
+ * line, or those of BENCH_NODE_FLAGS when set (empty: none).
  */
-function daemonCommand(): string[] {
+export function daemonCommand(): { args: string[]; env: Record<string, string> } {
   const raw = process.env.BENCH_NODE_FLAGS ?? shebangFlags();
   const flags = raw.split(/\s+/).filter((f) => f.length > 0);
-  const which = process.env.BENCH_DAEMON ?? 'src';
-  if (which === 'src') return [...flags, BIN];
-  if (which !== 'dist') throw new Error(`BENCH_DAEMON: expected src or dist (got ${which})`);
+  const which = process.env.BENCH_DAEMON ?? 'bin';
+  if (which === 'bin') return { args: [...flags, BIN], env: {} };
+  if (which === 'src') return { args: [...flags, BIN], env: { EDGEFERRY_FROM_SRC: '1' } };
+  if (which !== 'dist') throw new Error(`BENCH_DAEMON: expected bin, src or dist (got ${which})`);
   if (!existsSync(DIST_CLI)) throw new Error('BENCH_DAEMON=dist: run `npm run build` first');
-  return [...flags, DIST_CLI];
+  return { args: [...flags, DIST_CLI], env: {} };
+}
+
+/** What BENCH_DAEMON=bin runs now: 'dist' or 'src' (stale or missing dist/), for the reports. */
+export function binRuns(): 'dist' | 'src' {
+  if (process.env.BENCH_DAEMON === 'src') return 'src';
+  if (process.env.BENCH_DAEMON === 'dist') return 'dist';
+  return distState(ROOT) === 'current' ? 'dist' : 'src';
 }
 
 /** `--a --b` from `#!/usr/bin/env -S node --a --b`. */
@@ -111,10 +122,11 @@ async function startOnce(opts: DaemonOptions): Promise<Daemon> {
   const configPath = join(dir, 'config.yaml');
   writeFileSync(configPath, stringify(config));
 
+  const command = daemonCommand();
   const proc = track(
-    spawn(process.execPath, [...(opts.nodeArgs ?? []), ...daemonCommand(), 'run', '--config', configPath], {
+    spawn(process.execPath, [...(opts.nodeArgs ?? []), ...command.args, 'run', '--config', configPath], {
       cwd: dir,
-      env: { ...process.env, NODE_NAME: '' },
+      env: { ...process.env, NODE_NAME: '', ...command.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   );

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { binRuns } from './daemon.ts';
 
 export interface MachineInfo {
   nproc: number;
@@ -36,6 +37,8 @@ export interface SourceInfo {
   commit: string | null;
   /** Uncommitted changes under src/, bin/ and package*.json: the daemon measured is not HEAD. */
   uncommitted: string[];
+  /** What bin/edgeferry.js runs (BENCH_DAEMON): the compiled dist/ or src/ through type stripping. */
+  runs: 'dist' | 'src';
 }
 
 /** What code the daemon ran, from git (null/empty outside a git checkout). */
@@ -46,15 +49,15 @@ export function sourceInfo(): SourceInfo {
   try {
     const commit = git(['rev-parse', 'HEAD']);
     const status = git(['status', '--porcelain', '--', 'src', 'bin', 'package.json', 'package-lock.json']);
-    return { commit, uncommitted: status ? status.split('\n').map((l) => l.trim()) : [] };
+    return { commit, uncommitted: status ? status.split('\n').map((l) => l.trim()) : [], runs: binRuns() };
   } catch {
-    return { commit: null, uncommitted: [] };
+    return { commit: null, uncommitted: [], runs: binRuns() };
   }
 }
 
 export function describeSource(s: SourceInfo): string {
-  if (!s.commit) return 'not a git checkout';
+  if (!s.commit) return `not a git checkout, runs ${s.runs}/`;
   const dirty =
     s.uncommitted.length > 0 ? ` + ${s.uncommitted.length} uncommitted change(s) under src/bin` : '';
-  return `${s.commit.slice(0, 12)}${dirty}`;
+  return `${s.commit.slice(0, 12)}${dirty}, runs ${s.runs}/`;
 }
