@@ -1,24 +1,25 @@
 // The composition root: the one module that knows every source, sink and api, and wires them to
-// the journal and the dispatchers.
+// the journal and the dispatchers. Each of them is imported when the config enables it, not up
+// front: a module once loaded stays resident (its code, and its source text for lazy compiling),
+// so a gateway without a gRPC sink or API never pays for grpc-js and protobufjs, one without an
+// HTTP sink never for undici.
 
 import type { Logger } from 'pino';
-import { AdminServer } from './admin/admin-server.ts';
-import { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
+import type { AdminServer } from './admin/admin-server.ts';
+import type { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
 import type { Config } from './config/schema.ts';
 import type { Sink, Source } from './core/pipeline.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
 import type { GatewayView } from './observability/gateway-view.ts';
-import { createMetricsRegistry } from './observability/metrics.ts';
-import { GrpcSink } from './sinks/grpc/grpc-sink.ts';
-import { HttpSink } from './sinks/http/http-sink.ts';
-import { MqttBrokerSource } from './sources/mqtt-broker/mqtt-broker-source.ts';
+import type { MqttBrokerSource } from './sources/mqtt-broker/mqtt-broker-source.ts';
 
 type SinkConfig = Config['sinks'][number];
 
-function createSink(cfg: SinkConfig, nodeId: string): Sink {
+async function createSink(cfg: SinkConfig, nodeId: string): Promise<Sink> {
   switch (cfg.type) {
-    case 'grpc':
+    case 'grpc': {
+      const { GrpcSink } = await import('./sinks/grpc/grpc-sink.ts');
       return new GrpcSink({
         name: cfg.name,
         target: cfg.target,
@@ -27,7 +28,9 @@ function createSink(cfg: SinkConfig, nodeId: string): Sink {
         tls: cfg.tls,
         metadata: cfg.metadata,
       });
-    case 'http':
+    }
+    case 'http': {
+      const { HttpSink } = await import('./sinks/http/http-sink.ts');
       return new HttpSink({
         name: cfg.name,
         url: cfg.url,
@@ -35,6 +38,7 @@ function createSink(cfg: SinkConfig, nodeId: string): Sink {
         payloadEncoding: cfg.payloadEncoding,
         timeoutMs: cfg.timeoutMs,
       });
+    }
   }
 }
 
@@ -67,6 +71,10 @@ export class Gateway {
   async start(): Promise<void> {
     const c = this.config;
     if (c.admin.enabled) {
+      const [{ AdminServer }, { createMetricsRegistry }] = await Promise.all([
+        import('./admin/admin-server.ts'),
+        import('./observability/metrics.ts'),
+      ]);
       this.admin = new AdminServer(
         c.admin,
         this.view,
@@ -76,6 +84,7 @@ export class Gateway {
       await this.admin.start();
     }
     if (c.grpc.enabled) {
+      const { GatewayGrpcServer } = await import('./api/grpc/gateway-server.ts');
       this.grpc = new GatewayGrpcServer(c.grpc, this.log.child({ component: 'grpc' }));
       await this.grpc.start();
     }
@@ -108,7 +117,7 @@ export class Gateway {
 
     for (const sc of c.sinks) {
       const d = new SinkDispatcher(
-        createSink(sc, c.node.id),
+        await createSink(sc, c.node.id),
         journal,
         { routes: sc.routes, batch: sc.batch, retry: sc.retry, timeoutMs: sc.timeoutMs },
         this.log.child({ component: 'dispatch' }),
@@ -119,6 +128,7 @@ export class Gateway {
 
     let mqtt: MqttBrokerSource | null = null;
     if (c.mqtt.enabled) {
+      const { MqttBrokerSource } = await import('./sources/mqtt-broker/mqtt-broker-source.ts');
       mqtt = new MqttBrokerSource(c.mqtt, journal, this.log.child({ component: 'mqtt' }));
       await mqtt.start();
       this.sources.push(mqtt);

@@ -1,8 +1,9 @@
 // Idle RSS of the daemon, quickly and reproducibly: the figure backlog-1m reports as "idle RSS"
 // without its minutes of load. Starts the daemon as the bench does (bench/lib/daemon.ts: one HTTP
-// sink to a local receiver, gRPC server and admin enabled; BENCH_DAEMON and BENCH_NODE_FLAGS
-// apply), waits 1 s after /readyz, reads /proc/PID/status and smaps_rollup, then the V8 figures
-// from /metrics (after the /proc reading, so the scrape does not inflate it). Fresh daemon per run.
+// sink to a local receiver, gRPC server and admin enabled; BENCH_DAEMON, BENCH_NODE_FLAGS and
+// BENCH_EDGEFERRY_CONFIG apply), waits 1 s after /readyz, reads VmRSS and its anon/file/shmem
+// split from /proc/PID/status, then the V8 figures from /metrics (after the /proc reading, so the
+// scrape does not inflate it). A fresh daemon per run; the median row is the figure to quote.
 //
 //   node bench/tools/idle-rss.ts [runs=3]
 //   node bench/tools/idle-rss.ts --imports     RSS of a bare node after importing each dependency alone
@@ -11,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { binRuns, startDaemon } from '../lib/daemon.ts';
+import { readEnv } from '../lib/env.ts';
 import { BenchReceiver } from '../lib/http-receiver.ts';
 import { installExitHandlers } from '../lib/proc.ts';
 import { daemonMemory } from '../lib/sink-status.ts';
@@ -41,7 +43,10 @@ async function daemonRuns(runs: number): Promise<void> {
   await receiver.start();
   const rows: (Mem & { heapUsed: number; heapTotal: number; external: number })[] = [];
   for (let i = 0; i < runs; i++) {
-    const d = await startDaemon({ sinks: [{ name: 'bench', type: 'http', url: receiver.url }] });
+    const d = await startDaemon({
+      sinks: [{ name: 'bench', type: 'http', url: receiver.url }],
+      overrides: readEnv().edgeferryOverrides ?? undefined,
+    });
     try {
       await sleep(SETTLE_MS);
       const m = procMem(d.pid);
