@@ -8,7 +8,7 @@
 // less: measured side by side at 20 000 msg/s, p99 30-33 ms instead of 70-94 ms and 50-70 MB less
 // RSS (bench/README.md). The bench reads the flags from this line, so it runs what users run.
 import { fileURLToPath } from 'node:url';
-import { distState } from '../scripts/dist-stamp.js';
+import { distState } from './dist-stamp.js';
 
 const state =
   process.env.EDGEFERRY_FROM_SRC === '1'

@@ -9,7 +9,7 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
-import { distState } from '../../scripts/dist-stamp.js';
+import { distState } from '../../bin/dist-stamp.js';
 import { freePort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
 
 export const BIN = new URL('../../bin/edgeferry.js', import.meta.url).pathname;

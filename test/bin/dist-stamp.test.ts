@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { distState, STAMP_FILE, sourceStamp } from '../../scripts/dist-stamp.js';
+import { distState, STAMP_FILE, sourceStamp } from '../../bin/dist-stamp.js';
 
 describe('dist stamp (bin/edgeferry.js runs dist/ only when it matches src/)', () => {
   let root: string;

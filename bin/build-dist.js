@@ -1,8 +1,8 @@
 // Compiles src/ to dist/ (tsc -p tsconfig.build.json) and stamps it with the sources it was built
-// from (scripts/dist-stamp.js), so bin/edgeferry.js runs dist/ only while it matches src/.
+// from (bin/dist-stamp.js), so bin/edgeferry.js runs dist/ only while it matches src/.
 //
-//   node scripts/build-dist.js               npm run build: fails on a type error
-//   node scripts/build-dist.js --if-possible the prepare script (npm ci, npm install): never fails
+//   node bin/build-dist.js               npm run build: fails on a type error
+//   node bin/build-dist.js --if-possible the prepare script (npm ci, npm install): never fails
 //                                            the install; without typescript (--omit=dev) or on a
 //                                            compile error dist/ is left out and src/ runs instead
 
