@@ -7,6 +7,7 @@ import { JournalClosedError, JournalFullError, JournalWriteError } from '../core
 import { type Logger, ThrottledLog } from '../core/logger.ts';
 import type { AppendCallback, RecordAppender, RecordLog } from '../core/pipeline.ts';
 import { encodeRecord, type RecordInput, type StoredRecord } from '../core/record.ts';
+import { DiskReaders } from './disk-readers.ts';
 import {
   CURSORS_GTE,
   CURSORS_LT,
@@ -151,6 +152,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private cursorWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
   private readonly deadLetterCounts = new Map<string, number>();
   private readonly tail: TailCache;
+  private readonly diskReaders = new DiskReaders();
   /** A full or failing disk fails every commit: one line a second says so, with a count. */
   private readonly writeErrorLog = new ThrottledLog();
   /** Full batches waiting for the write in flight, oldest first; `pending` is the one filling. */
@@ -477,6 +479,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
 
   private async recover(): Promise<void> {
     for (;;) {
+      await this.diskReaders.closeAll();
       await this.db.close().catch(noop);
       const db: Db = new Level<Buffer, Buffer>(this.path, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
       try {
@@ -564,38 +567,67 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       this.tail.read(from, maxRecords, maxBytes, out);
       return out;
     }
-    const step = Math.min(READ_STEP_RECORDS, maxRecords);
-    const it = (await this.usable()).iterator({
-      gte: recordKey(from),
-      lte: recordKey(this.lastSeq),
-      // classic-level ends a nextv() once 16 KiB are read (about 60 records of 200 B): a batch of
-      // 1000 took 17 thread-pool round trips, one per loop turn, and under a QoS 0 flood a sink
-      // reading from disk got one batch per 40-150 ms. Let one nextv() fill the whole step.
-      highWaterMarkBytes:
-        Math.min(maxBytes, MAX_READ_STEP_BYTES) + step * (RECORD_KEY_BYTES + VALUE_HEADER_BYTES),
-    });
+    const db = await this.usable();
+    const now = Date.now();
+    let reader = this.diskReaders.take(from, db, now);
+    if (reader === undefined) {
+      const step = Math.min(READ_STEP_RECORDS, maxRecords);
+      reader = {
+        db,
+        it: db.iterator({
+          gte: recordKey(from),
+          lte: recordKey(this.lastSeq),
+          // classic-level ends a nextv() once 16 KiB are read (about 60 records of 200 B): a
+          // batch of 1000 took 17 thread-pool round trips, one per loop turn, and under a QoS 0
+          // flood a sink reading from disk got one batch per 40-150 ms. One nextv() per step.
+          highWaterMarkBytes:
+            Math.min(maxBytes, MAX_READ_STEP_BYTES) + step * (RECORD_KEY_BYTES + VALUE_HEADER_BYTES),
+        }),
+        nextSeq: from,
+        pending: [],
+        createdAt: now,
+        idleSince: now,
+      };
+    }
+    let ended = false;
     try {
       let bytes = 0;
-      while (out.length < maxRecords && bytes < maxBytes) {
-        const entries = await it.nextv(Math.min(step, maxRecords - out.length));
-        if (entries.length === 0) break;
-        for (const [key, value] of entries) {
+      fill: while (out.length < maxRecords) {
+        let entries = reader.pending;
+        reader.pending = [];
+        if (entries.length === 0) {
+          entries = await reader.it.nextv(Math.min(READ_STEP_RECORDS, maxRecords - out.length));
+          if (entries.length === 0) {
+            ended = true;
+            break;
+          }
+        }
+        for (let i = 0; i < entries.length; i++) {
+          const [key, value] = entries[i];
           if (!valueIntact(value)) {
             this.counters.corrupt++;
+            reader.nextSeq = seqOfRecordKey(key) + 1;
             continue;
           }
           const body = valueBody(value);
           // Same rule as the memory path: stop before going over, but always return one record.
-          if (out.length > 0 && bytes + body.length > maxBytes) {
-            bytes = maxBytes;
-            break;
+          if (out.length >= maxRecords || (out.length > 0 && bytes + body.length > maxBytes)) {
+            reader.pending = entries.slice(i);
+            break fill;
           }
-          out.push({ seq: seqOfRecordKey(key), ts: valueTs(value), body });
+          const seq = seqOfRecordKey(key);
+          out.push({ seq, ts: valueTs(value), body });
           bytes += body.length;
+          reader.nextSeq = seq + 1;
         }
       }
+    } catch (err) {
+      ended = true;
+      throw err;
     } finally {
-      await it.close();
+      // A reader at the end of its snapshot is done; the next read opens one on newer records.
+      if (ended) await reader.it.close().catch(noop);
+      else this.diskReaders.put(reader, now);
     }
     return out;
   }
@@ -850,6 +882,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     if (this.trimTimer) clearTimeout(this.trimTimer);
     if (this.ttlTimer) clearInterval(this.ttlTimer);
     await this.trimming;
+    await this.diskReaders.closeAll();
     await this.db.close();
   }
 }

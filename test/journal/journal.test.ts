@@ -5,12 +5,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { Level } from 'level';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { JournalFullError } from '../../src/core/errors.ts';
 import type { Logger } from '../../src/core/logger.ts';
 import { decodeRecord, encodeRecord, type RecordInput, type StoredRecord } from '../../src/core/record.ts';
 import { Journal, type JournalOptions } from '../../src/journal/journal.ts';
-import { RECORD_KEY_BYTES } from '../../src/journal/keys.ts';
+import { RECORD_KEY_BYTES, recordKey } from '../../src/journal/keys.ts';
 import { VALUE_HEADER_BYTES } from '../../src/journal/value.ts';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
@@ -412,6 +413,81 @@ describe('read', () => {
     expectRecords(limited, 2, limited.length + 1);
     expectRecords(await j.read(3, 1000, 1), 3, 3);
     expect(await j.tsAt(5)).toBe(BASE_TS + 4);
+  });
+});
+
+describe('read: a reader walking a disk backlog', () => {
+  /** Reads from `from` to the newest record the way a sink does, with limits that vary per read. */
+  async function walk(j: Journal, from: number, bodyLen: number): Promise<StoredRecord[]> {
+    const limits: [number, number][] = [
+      [7, BIG],
+      [50, bodyLen * 5 + 1],
+      [1, BIG],
+      [33, BIG],
+      [1000, bodyLen * 12 + 1],
+    ];
+    const all: StoredRecord[] = [];
+    for (let n = 0, next = from; next <= j.lastCommittedSeq; n++) {
+      const [maxRecords, maxBytes] = limits[n % limits.length];
+      const out = await j.read(next, maxRecords, maxBytes);
+      expect(out.length).toBeGreaterThan(0);
+      expect(out.length).toBeLessThanOrEqual(maxRecords);
+      expect(out[0].seq).toBe(next);
+      all.push(...out);
+      next = out[out.length - 1].seq + 1;
+    }
+    return all;
+  }
+
+  it('gets every record once and in order while count and byte limits change between reads', async () => {
+    const j = await open({ tailRecords: 4, groupCommit: { maxRecords: 64, maxDelayMs: 1 } });
+    await appendAll(j, recs(0, 299));
+    const bodyLen = (await j.read(300, 1, BIG))[0].body.length;
+    expectRecords(await walk(j, 1, bodyLen), 1, 300);
+    // Two readers at other positions, interleaved, each continue where they were.
+    const a = await j.read(10, 20, BIG);
+    const b = await j.read(200, 20, BIG);
+    expectRecords([...a, ...(await j.read(30, 20, BIG))], 10, 49);
+    expectRecords([...b, ...(await j.read(220, 20, BIG))], 200, 239);
+  });
+
+  it('reads what was committed after its reader opened, and what a trim left', async () => {
+    const j = await open({ tailRecords: 4, groupCommit: { maxRecords: 64, maxDelayMs: 1 } });
+    await appendAll(j, recs(0, 49));
+    const first = await j.read(1, 20, BIG);
+    await appendAll(j, recs(50, 149));
+    // The reader's snapshot ends at 50; records 51.. come in later reads, none lost or repeated.
+    const rest = await walk(j, 21, first[0].body.length);
+    expectRecords([...first, ...rest], 1, 150);
+    // A trim passes a reader's position: the next read starts at the oldest retained record.
+    const mid = await j.read(1, 10, BIG);
+    expectRecords(mid, 1, 10);
+    await j.openCursor('sink/x', 0);
+    await j.commitCursor('sink/x', 60);
+    await j.trim();
+    expectRecords(await j.read(11, 5, BIG), 61, 65);
+  });
+
+  it('skips and counts a record whose value fails its checksum, and goes on after it', async () => {
+    let j = await open({ tailRecords: 4 });
+    await appendAll(j, recs(0, 99));
+    await j.close();
+    opened.splice(opened.indexOf(j), 1);
+    const db = new Level<Buffer, Buffer>(journalPath, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    const value = await db.get(recordKey(40));
+    value![value!.length - 1] ^= 0xff;
+    await db.put(recordKey(40), value!);
+    await db.close();
+
+    j = await open({ tailRecords: 4 });
+    const got: StoredRecord[] = [];
+    for (let next = 1; next <= 100; ) {
+      const out = await j.read(next, 15, BIG);
+      got.push(...out);
+      next = out.length > 0 ? out[out.length - 1].seq + 1 : next + 15;
+    }
+    expect(j.counters.corrupt).toBe(1);
+    expect(got.map((r) => r.seq)).toEqual([...range(1, 39), ...range(41, 100)]);
   });
 });
 
