@@ -592,7 +592,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     let ended = false;
     try {
       let bytes = 0;
-      fill: while (out.length < maxRecords) {
+      fill: while (out.length < maxRecords && bytes < maxBytes) {
         let entries = reader.pending;
         reader.pending = [];
         if (entries.length === 0) {
