@@ -375,7 +375,7 @@ describe('faults', () => {
     expect(doc.sink).toBe('dl');
     expect(doc.deadLetters).toHaveLength(1);
     expect(doc.deadLetters[0].seq).toBe(2);
-    expect(doc.deadLetters[0].reason).toMatch(/\b400\b/);
+    expect(doc.deadLetters[0].reason).toMatch(/HTTP 400: refused with 400$/);
     expect(Buffer.from(doc.deadLetters[0].body, 'base64').includes('poison')).toBe(true);
     expect(await daemon.metrics()).toMatch(/^edgeferry_sink_dead_lettered_total\{sink="dl"\} 1$/m);
   });

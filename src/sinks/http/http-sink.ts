@@ -1,8 +1,18 @@
-import { errors, Pool } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher, errors as UndiciErrors, Pool as UndiciPool } from 'undici';
 import { SinkSendError } from '../../core/errors.ts';
 import type { OutboundBatch, Sink } from '../../core/pipeline.ts';
 import { recordId } from '../../core/record.ts';
 import { encodeNdjson, type PayloadEncoding } from './ndjson.ts';
+
+// The pool and the error classes, not the package entry: that one loads all of undici (fetch,
+// WebSocket, EventSource, cache stores with node:sqlite) for a sink that uses none of them,
+// about 5 MB of the daemon's idle RSS (bench/tools/idle-rss.ts). undici has no exports map,
+// and the tests exercise every path of this sink against a real server, so a move of these
+// files in an undici upgrade fails loudly.
+const load = createRequire(import.meta.url);
+const Pool: typeof UndiciPool = load('undici/lib/dispatcher/pool.js');
+const errors: typeof UndiciErrors = load('undici/lib/core/errors.js');
 
 export interface HttpSinkOptions {
   name: string;
@@ -22,7 +32,7 @@ const ERROR_BODY_LIMIT = 512;
 export class HttpSink implements Sink {
   readonly name: string;
   readonly type = 'http';
-  private readonly pool: Pool;
+  private readonly pool: UndiciPool;
   private readonly path: string;
   private readonly opts: HttpSinkOptions;
 
@@ -40,45 +50,116 @@ export class HttpSink implements Sink {
     });
   }
 
-  async send(batch: OutboundBatch, signal: AbortSignal): Promise<void> {
+  send(batch: OutboundBatch, signal: AbortSignal): Promise<void> {
     const body = encodeNdjson(batch, this.opts.payloadEncoding);
     const first = batch.records[0].seq;
     const last = batch.records[batch.records.length - 1].seq;
-    let res: Awaited<ReturnType<Pool['request']>>;
-    try {
-      res = await this.pool.request({
-        path: this.path,
-        method: 'POST',
-        headers: {
-          ...this.opts.headers,
-          'content-type': 'application/x-ndjson',
-          'idempotency-key': `${recordId(batch.epoch, first)}..${recordId(batch.epoch, last)}`,
+    return new Promise((resolve, reject) => {
+      // dispatch(), not request(): no response stream to drain, one handler object per batch.
+      this.pool.dispatch(
+        {
+          path: this.path,
+          method: 'POST',
+          headers: {
+            ...this.opts.headers,
+            'content-type': 'application/x-ndjson',
+            'idempotency-key': `${recordId(batch.epoch, first)}..${recordId(batch.epoch, last)}`,
+          },
+          body,
         },
-        body,
-        signal,
-      });
-    } catch (err) {
-      throw new SinkSendError(`POST ${this.opts.url}: ${describe(err, signal)}`, true, undefined, {
-        cause: err,
-      });
-    }
-    const status = res.statusCode;
-    if (status >= 200 && status < 300) {
-      await res.body.dump();
-      return;
-    }
-    const text = await readSome(res.body);
-    const retryable = status === 408 || status === 429 || status >= 500;
-    const retryAfter = retryable ? parseRetryAfter(res.headers['retry-after']) : undefined;
-    throw new SinkSendError(
-      `POST ${this.opts.url}: HTTP ${status}${text ? `: ${text}` : ''}`,
-      retryable,
-      retryAfter,
-    );
+        new PostHandler(this.opts.url, signal, resolve, reject),
+      );
+    });
   }
 
   async close(): Promise<void> {
     await this.pool.close();
+  }
+}
+
+/**
+ * One POST's outcome: 2xx resolves; any other final status rejects with its class (retryable or
+ * not, Retry-After) and the start of the body; a network error, a timeout or the dispatcher's
+ * deadline (the abort signal) rejects as retryable. Settles once.
+ */
+class PostHandler implements Dispatcher.DispatchHandler {
+  private status = 0;
+  private retryAfter: string | string[] | undefined;
+  private text = '';
+  private controller: Dispatcher.DispatchController | null = null;
+  private settled = false;
+  private readonly url: string;
+  private readonly signal: AbortSignal;
+  private readonly resolve: () => void;
+  private readonly reject: (err: Error) => void;
+
+  constructor(url: string, signal: AbortSignal, resolve: () => void, reject: (err: Error) => void) {
+    this.url = url;
+    this.signal = signal;
+    this.resolve = resolve;
+    this.reject = reject;
+    if (signal.aborted) this.onAbort();
+    else signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.settled) controller.abort(this.signal.reason as Error);
+  }
+
+  onResponseStart(
+    _c: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    // 1xx informational responses come before the final one.
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    this.retryAfter = headers['retry-after'];
+  }
+
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if ((this.status < 200 || this.status >= 300) && this.text.length < ERROR_BODY_LIMIT) {
+      this.text += chunk.toString('utf8', 0, Math.min(chunk.length, ERROR_BODY_LIMIT));
+    }
+  }
+
+  onResponseEnd(): void {
+    const status = this.status;
+    if (status >= 200 && status < 300) {
+      this.settle(null);
+      return;
+    }
+    const text = this.text.slice(0, ERROR_BODY_LIMIT).trim();
+    const retryable = status === 408 || status === 429 || status >= 500;
+    const retryAfter = retryable ? parseRetryAfter(this.retryAfter) : undefined;
+    this.settle(
+      new SinkSendError(`POST ${this.url}: HTTP ${status}${text ? `: ${text}` : ''}`, retryable, retryAfter),
+    );
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.settle(
+      new SinkSendError(`POST ${this.url}: ${describe(err, this.signal)}`, true, undefined, { cause: err }),
+    );
+  }
+
+  private readonly onAbort = (): void => {
+    // A request still queued in the pool has no controller yet: settle now, abort it on start.
+    this.controller?.abort(this.signal.reason as Error);
+    this.settle(
+      new SinkSendError(`POST ${this.url}: ${describe(this.signal.reason, this.signal)}`, true, undefined, {
+        cause: this.signal.reason,
+      }),
+    );
+  };
+
+  private settle(err: Error | null): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.signal.removeEventListener('abort', this.onAbort);
+    if (err) this.reject(err);
+    else this.resolve();
   }
 }
 
@@ -87,14 +168,6 @@ function describe(err: unknown, signal: AbortSignal): string {
   if (err instanceof errors.UndiciError) return `${err.code}: ${err.message}`;
   const e = err as NodeJS.ErrnoException;
   return e.code ? `${e.code}: ${e.message}` : e.message;
-}
-
-async function readSome(body: { text(): Promise<string> }): Promise<string> {
-  try {
-    return (await body.text()).slice(0, ERROR_BODY_LIMIT).trim();
-  } catch {
-    return '';
-  }
 }
 
 /** Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3). */
