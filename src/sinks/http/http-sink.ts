@@ -131,7 +131,8 @@ class PostHandler implements Dispatcher.DispatchHandler {
       return;
     }
     const text = this.text.slice(0, ERROR_BODY_LIMIT).trim();
-    const retryable = status === 408 || status === 429 || status >= 500;
+    // No final status at all (a response cut short) is a transport failure: retry.
+    const retryable = status < 200 || status === 408 || status === 429 || status >= 500;
     const retryAfter = retryable ? parseRetryAfter(this.retryAfter) : undefined;
     this.settle(
       new SinkSendError(`POST ${this.url}: HTTP ${status}${text ? `: ${text}` : ''}`, retryable, retryAfter),
