@@ -55,6 +55,16 @@ export interface Sink {
 }
 
 /**
+ * One read of the journal: records in seq order, and the seq the next read starts at (one past
+ * the last seq examined, returned or skipped for a failed checksum). A reader is done with
+ * everything below `next`, even when `records` is empty.
+ */
+export interface ReadBatch {
+  records: StoredRecord[];
+  next: number;
+}
+
+/**
  * The journal as a reader sees it (the gRPC Subscribe API): records by seq, named durable
  * cursors, and a 'commit' event after each group commit.
  */
@@ -62,7 +72,7 @@ export interface RecordLog {
   readonly epoch: string;
   readonly firstRetainedSeq: number;
   readonly lastCommittedSeq: number;
-  read(fromSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]>;
+  readBatch(fromSeq: number, maxRecords: number, maxBytes: number): Promise<ReadBatch>;
   cursor(name: string): number | undefined;
   openCursor(name: string, initial?: number): Promise<number>;
   commitCursor(name: string, seq: number): Promise<void>;

@@ -1,6 +1,6 @@
 import { SinkSendError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import type { Sink } from '../core/pipeline.ts';
+import type { ReadBatch, Sink } from '../core/pipeline.ts';
 import { readTopic, type StoredRecord } from '../core/record.ts';
 import { TopicRouter } from '../core/topic-filter.ts';
 import type { Journal } from '../journal/journal.ts';
@@ -188,17 +188,17 @@ export class SinkDispatcher {
     const { maxRecords, maxBytes, lingerMs } = this.opts.batch;
     // The batch after the one in flight, read while the upstream works (a backlog drains at
     // the pace of the slower of the two, not of both added up).
-    let prefetched: Promise<StoredRecord[]> | null = null;
+    let prefetched: Promise<ReadBatch> | null = null;
     let prefetchedFrom = 0;
     while (!this.halted) {
       const from = this.cursor + 1;
-      let records: StoredRecord[];
+      let batch: ReadBatch;
       if (prefetched !== null && prefetchedFrom === from) {
         const p = prefetched;
         prefetched = null;
         const got = await this.readOrWait(p);
         if (got === null) continue;
-        records = got;
+        batch = got;
       } else {
         prefetched = null;
         const available = this.journal.lastCommittedSeq - from + 1;
@@ -214,25 +214,26 @@ export class SinkDispatcher {
           }
           continue;
         }
-        const got = await this.readOrWait(this.journal.read(from, maxRecords, maxBytes));
+        const got = await this.readOrWait(this.journal.readBatch(from, maxRecords, maxBytes));
         if (got === null) continue;
-        records = got;
+        batch = got;
       }
-      if (records.length === 0) {
-        // Everything in this window failed its checksum (counted by the journal): walk past it.
-        this.advance(Math.min(this.journal.lastCommittedSeq, from + maxRecords - 1));
+      // The journal says how far it looked: past records that failed their checksum (counted
+      // there), never past what it has not read.
+      const done = batch.next - 1;
+      if (batch.records.length === 0) {
+        if (done > this.cursor) this.advance(done);
         continue;
       }
-      const last = records[records.length - 1].seq;
-      if (this.journal.lastCommittedSeq > last && !this.draining) {
-        prefetchedFrom = last + 1;
-        prefetched = this.journal.read(prefetchedFrom, maxRecords, maxBytes);
+      if (this.journal.lastCommittedSeq > done && !this.draining) {
+        prefetchedFrom = batch.next;
+        prefetched = this.journal.readBatch(prefetchedFrom, maxRecords, maxBytes);
         // Awaited on the next turn; a failure then stops the loop like any read failure.
         prefetched.catch(noop);
       }
-      const sendable = this.select(records);
+      const sendable = this.select(batch.records);
       if (sendable.length > 0 && !(await this.deliver(sendable))) return;
-      this.advance(last);
+      this.advance(done);
     }
   }
 
@@ -240,7 +241,7 @@ export class SinkDispatcher {
    * A journal read that failed (the database reopening after a write error closed it under the
    * read) is not the sink's end: wait a little and read again from the cursor.
    */
-  private async readOrWait(read: Promise<StoredRecord[]>): Promise<StoredRecord[] | null> {
+  private async readOrWait(read: Promise<ReadBatch>): Promise<ReadBatch | null> {
     try {
       return await read;
     } catch (err) {

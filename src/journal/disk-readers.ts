@@ -14,6 +14,8 @@ export interface DiskReader {
   readonly it: DbIterator;
   /** The seq the next record read from here will have. */
   nextSeq: number;
+  /** The newest seq of its snapshot (the iterator's upper bound). */
+  readonly lastSeq: number;
   /** Entries the iterator returned that the last read did not take (its byte or count limit). */
   pending: Entry[];
   readonly createdAt: number;

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Level } from 'level';
 import { JournalClosedError, JournalFullError, JournalWriteError } from '../core/errors.ts';
 import { type Logger, ThrottledLog } from '../core/logger.ts';
-import type { AppendCallback, RecordAppender, RecordLog } from '../core/pipeline.ts';
+import type { AppendCallback, ReadBatch, RecordAppender, RecordLog } from '../core/pipeline.ts';
 import { encodeRecord, type RecordInput, type StoredRecord } from '../core/record.ts';
 import { DiskReaders } from './disk-readers.ts';
 import {
@@ -560,12 +560,22 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
    * reader keeps up, from disk otherwise. Records failing their checksum are counted and skipped.
    */
   async read(fromSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
-    const out: StoredRecord[] = [];
+    return (await this.readBatch(fromSeq, maxRecords, maxBytes)).records;
+  }
+
+  /**
+   * `read()`, plus where the next read continues: one past the last seq this read examined,
+   * whether it returned that record or skipped it (a failed checksum). A reader moves its
+   * position to `next - 1` even when `records` is empty, and never further: records committed
+   * after the read are in the next one.
+   */
+  async readBatch(fromSeq: number, maxRecords: number, maxBytes: number): Promise<ReadBatch> {
+    const records: StoredRecord[] = [];
     const from = Math.max(fromSeq, this.firstSeq);
-    if (from > this.lastSeq) return out;
+    if (from > this.lastSeq) return { records, next: from };
     if (this.tail.covers(from)) {
-      this.tail.read(from, maxRecords, maxBytes, out);
-      return out;
+      this.tail.read(from, maxRecords, maxBytes, records);
+      return { records, next: from + records.length };
     }
     const db = await this.usable();
     const now = Date.now();
@@ -584,6 +594,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
             Math.min(maxBytes, MAX_READ_STEP_BYTES) + step * (RECORD_KEY_BYTES + VALUE_HEADER_BYTES),
         }),
         nextSeq: from,
+        lastSeq: this.lastSeq,
         pending: [],
         createdAt: now,
         idleSince: now,
@@ -592,11 +603,11 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     let ended = false;
     try {
       let bytes = 0;
-      fill: while (out.length < maxRecords && bytes < maxBytes) {
+      fill: while (records.length < maxRecords && bytes < maxBytes) {
         let entries = reader.pending;
         reader.pending = [];
         if (entries.length === 0) {
-          entries = await reader.it.nextv(Math.min(READ_STEP_RECORDS, maxRecords - out.length));
+          entries = await reader.it.nextv(Math.min(READ_STEP_RECORDS, maxRecords - records.length));
           if (entries.length === 0) {
             ended = true;
             break;
@@ -611,12 +622,12 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
           }
           const body = valueBody(value);
           // Same rule as the memory path: stop before going over, but always return one record.
-          if (out.length >= maxRecords || (out.length > 0 && bytes + body.length > maxBytes)) {
+          if (records.length >= maxRecords || (records.length > 0 && bytes + body.length > maxBytes)) {
             reader.pending = entries.slice(i);
             break fill;
           }
           const seq = seqOfRecordKey(key);
-          out.push({ seq, ts: valueTs(value), body });
+          records.push({ seq, ts: valueTs(value), body });
           bytes += body.length;
           reader.nextSeq = seq + 1;
         }
@@ -625,11 +636,17 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       ended = true;
       throw err;
     } finally {
-      // A reader at the end of its snapshot is done; the next read opens one on newer records.
-      if (ended) await reader.it.close().catch(noop);
-      else this.diskReaders.put(reader, now);
+      // A reader that reached the end of its snapshot is done, whether or not its iterator has
+      // said so yet: kept, it would answer the next read with nothing although newer records
+      // are committed. The next read opens one on the current state.
+      if (ended || (reader.pending.length === 0 && reader.nextSeq > reader.lastSeq)) {
+        await reader.it.close().catch(noop);
+      } else {
+        this.diskReaders.put(reader, now);
+      }
     }
-    return out;
+    // An iterator that ended has looked at every key of its snapshot, up to its lastSeq.
+    return { records, next: ended ? Math.max(reader.nextSeq, reader.lastSeq + 1) : reader.nextSeq };
   }
 
   /** Ingest ts of the record at `seq`, if retained: the age of a sink's oldest undelivered record. */

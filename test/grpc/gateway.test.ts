@@ -405,7 +405,9 @@ describe('slow consumers', () => {
 
     let maxRss = 0;
     const sampler = setInterval(() => {
-      maxRss = Math.max(maxRss, vmKb(pid, 'VmRSS'));
+      // A daemon that has exited (a failed test's cleanup) has no VmRSS left to sample.
+      if (d.proc.exitCode === null && d.proc.signalCode === null)
+        maxRss = Math.max(maxRss, vmKb(pid, 'VmRSS'));
     }, 50);
     cleanups.push(() => clearInterval(sampler));
 
