@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { defaultConfig, loadConfigFile } from './config/load.ts';
+import { loadConfigIsolated } from './config/load-isolated.ts';
 import type { Config } from './config/schema.ts';
 import { ConfigError } from './core/errors.ts';
 import { Gateway } from './main.ts';
@@ -23,9 +23,10 @@ function version(): string {
   return pkg.version;
 }
 
-function loadOrExit(path: string | undefined): Config {
+/** The config, or exit 2 with every problem printed. Loaded in a worker thread: see load-isolated.ts. */
+async function loadOrExit(path: string | undefined): Promise<Config> {
   try {
-    return path ? loadConfigFile(path) : defaultConfig();
+    return await loadConfigIsolated(path);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`edgeferry: ${err.message}\n`);
@@ -36,7 +37,7 @@ function loadOrExit(path: string | undefined): Config {
 }
 
 async function run(configPath: string | undefined): Promise<void> {
-  const config = loadOrExit(configPath);
+  const config = await loadOrExit(configPath);
   const log = createLogger(config.log.level, config.node.id);
   log.info(
     { version: version(), config: configPath ?? '(embedded default)', pid: process.pid },
@@ -91,8 +92,9 @@ function main(argv: string[]): void {
         process.stderr.write('edgeferry: check-config needs a FILE\n');
         process.exit(2);
       }
-      const cfg = loadOrExit(file);
-      process.stdout.write(`${file}: ok (${cfg.sinks.length} sink${cfg.sinks.length === 1 ? '' : 's'})\n`);
+      void loadOrExit(file).then((cfg) =>
+        process.stdout.write(`${file}: ok (${cfg.sinks.length} sink${cfg.sinks.length === 1 ? '' : 's'})\n`),
+      );
       return;
     }
     case 'version':

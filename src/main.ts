@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { AdminServer } from './admin/admin-server.ts';
 import type { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
 import type { Config } from './config/schema.ts';
+import { compactHeap } from './core/compact-heap.ts';
 import type { Sink, Source } from './core/pipeline.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
@@ -134,6 +135,7 @@ export class Gateway {
       this.sources.push(mqtt);
     }
     this.grpc?.attach(journal, mqtt);
+    compactHeap();
     this.listening = true;
     this.grpc?.setServing(true);
     this.log.info(
