@@ -50,6 +50,8 @@ export interface BenchEnv {
   backlog: number;
   /** `backlog-1m`: also run the same traffic with the receiver up, no backlog (BENCH_BACKLOG_CONTROL=1). */
   backlogControl: boolean;
+  /** backlog-1m: backlog and control runs, interleaved; the median pair is the figure (BENCH_BACKLOG_ROUNDS). */
+  backlogRounds: number;
 }
 
 function jsonObject(name: string): Record<string, unknown> | null {
@@ -100,5 +102,6 @@ export function readEnv(): BenchEnv {
     outageMode: outageMode(),
     backlog: int('BENCH_BACKLOG', 1_000_000, 1000),
     backlogControl: int('BENCH_BACKLOG_CONTROL', 1, 0, 1) === 1,
+    backlogRounds: int('BENCH_BACKLOG_ROUNDS', 3, 1, 9),
   };
 }
