@@ -33,7 +33,13 @@ export function loadConfigIsolated(path: string | undefined): Promise<Config> {
           );
           return;
         }
-        const reply = deserialize(stdout) as Reply;
+        let reply: Reply;
+        try {
+          reply = deserialize(stdout) as Reply;
+        } catch (e) {
+          reject(new Error(`configuration loader answered unreadably: ${(e as Error).message}`));
+          return;
+        }
         if (reply.ok) resolve(reply.config);
         else reject(reply.configError ? new ConfigError(reply.message) : new Error(reply.message));
       },

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { defaultConfig, loadConfigFile, parseConfig } from '../../src/config/load.ts';
+import { loadConfigIsolated } from '../../src/config/load-isolated.ts';
 import { parseBytes, parseDuration } from '../../src/config/units.ts';
 import { ConfigError } from '../../src/core/errors.ts';
 
@@ -431,5 +432,55 @@ describe('loadConfigFile', () => {
   it('applies environment overrides to the file', () => {
     const file = writeFile('node.yaml', 'node: { id: from-file }\n');
     expect(loadConfigFile(file, { NODE_NAME: 'k8s-node-7' }).node.id).toBe('k8s-node-7');
+  });
+});
+
+// The config as the daemon loads it: in a child process, compared with loading in this process.
+describe('loadConfigIsolated', () => {
+  it('returns exactly what loading in-process returns, environment overrides included', async () => {
+    const file = writeFile(
+      'full.yaml',
+      [
+        'journal:',
+        '  maxBytes: 64MiB',
+        '  ttl: 2h',
+        'sinks:',
+        '  - name: cloud',
+        '    type: http',
+        '    url: http://127.0.0.1:9000/ingest',
+        '    headers: { authorization: Bearer x }',
+        '    routes: ["sensors/#"]',
+        '',
+      ].join('\n'),
+    );
+    expect(await loadConfigIsolated(file)).toEqual(loadConfigFile(file));
+    expect(await loadConfigIsolated(undefined)).toEqual(defaultConfig());
+    // The child sees the daemon's environment: NODE_NAME names the node, as in-process.
+    process.env.NODE_NAME = 'edge-node-7';
+    try {
+      const cfg = await loadConfigIsolated(file);
+      expect(cfg.node.id).toBe('edge-node-7');
+    } finally {
+      delete process.env.NODE_NAME;
+    }
+  });
+
+  it('rejects with the same ConfigError text for a bad field and for a missing file', async () => {
+    const bad = writeFile('bad.yaml', 'journal:\n  onFull: sideways\nmqtt:\n  port: 99999\n');
+    for (const file of [bad, path.join(tmp, 'missing.yaml')]) {
+      let inProcess = '';
+      try {
+        loadConfigFile(file);
+      } catch (err) {
+        inProcess = (err as Error).message;
+      }
+      expect(inProcess).not.toBe('');
+      const err = await loadConfigIsolated(file).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).message).toBe(inProcess);
+    }
   });
 });
