@@ -30,7 +30,7 @@ export function parseConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env):
   throw new ConfigError(report(result.problems.map((p) => `${formatPath(p.path)}: ${describeProblem(p)}`)));
 }
 
-/** The configuration used when no file is given: MQTT on 1883, admin on 8080, journal in ./data, no sinks. */
+/** The configuration used when no file is given: MQTT on 1883, admin on 8080, gRPC API on 50051, journal in ./data, no sinks. */
 export function defaultConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return parseConfig({}, env);
 }
