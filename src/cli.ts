@@ -24,7 +24,7 @@ function version(): string {
   return pkg.version;
 }
 
-/** The config, or exit 2 with every problem printed. Loaded in a worker thread: see load-isolated.ts. */
+/** The config, or exit 2 with every problem printed. Read by a short-lived child process: see load-isolated.ts. */
 async function loadOrExit(path: string | undefined): Promise<Config> {
   try {
     return await loadConfigIsolated(path);

@@ -12,8 +12,9 @@ type Reply = { ok: true; config: Config } | { ok: false; configError: boolean; m
  * loaded, 180 of its 480 files) are compiled, and their garbage made, in a process that is gone
  * once the config is read. A worker thread saved less: its isolate goes, but the thread's malloc
  * arena and the code it touched stay in the daemon (idle RSS 80.7 MB with a worker, 76.3 MB
- * with a process, bench/tools/idle-rss.ts; the process takes about 0.1 s). The config is plain data, passed back by V8
- * serialization; errors are the same `ConfigError`s, with the same text, as loading in-process.
+ * with a process, bench/tools/idle-rss.ts; the process takes about 0.1 s). The config is plain
+ * data, passed back by V8 serialization; errors are the same `ConfigError`s, with the same
+ * text, as loading in-process.
  */
 export function loadConfigIsolated(path: string | undefined): Promise<Config> {
   // src/ runs as .ts (type stripping), dist/ as .js: the loader is the sibling of this file.

@@ -643,14 +643,12 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       // A reader that reached the end of its snapshot is done, whether or not its iterator has
       // said so yet: kept, it would answer the next read with nothing although newer records
       // are committed. The next read opens one on the current state.
-      if (ended || (reader.pending.length === 0 && reader.nextSeq > reader.lastSeq)) {
-        await reader.it.close().catch(noop);
-      } else {
-        this.diskReaders.put(reader, now);
-      }
+      ended ||= reader.pending.length === 0 && reader.nextSeq > reader.lastSeq;
+      if (ended) await reader.it.close().catch(noop);
+      else this.diskReaders.put(reader, now);
     }
     packBodies(records);
-    // An iterator that ended has looked at every key of its snapshot, up to its lastSeq.
+    // A reader that ended has looked at every key of its snapshot, up to its lastSeq.
     return { records, next: ended ? Math.max(reader.nextSeq, reader.lastSeq + 1) : reader.nextSeq };
   }
 
