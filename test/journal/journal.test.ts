@@ -1,4 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,9 +11,10 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { JournalFullError } from '../../src/core/errors.ts';
 import type { Logger } from '../../src/core/logger.ts';
 import { decodeRecord, encodeRecord, type RecordInput, type StoredRecord } from '../../src/core/record.ts';
-import { Journal, type JournalOptions } from '../../src/journal/journal.ts';
+import { Journal, type JournalOptions, tableBytesFor } from '../../src/journal/journal.ts';
 import { RECORD_KEY_BYTES, recordKey } from '../../src/journal/keys.ts';
 import { VALUE_HEADER_BYTES } from '../../src/journal/value.ts';
+import { eventually } from '../helpers/daemon.ts';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const BASE_TS = 1_700_000_000_000;
@@ -657,6 +659,32 @@ describe('trim', () => {
 });
 
 describe('disk budget', () => {
+  it('keeps LevelDB tables small (1 MiB memtables, table size by budget): fewer table pages stay mapped after a read', async () => {
+    expect(tableBytesFor(64 * 1024 * 1024)).toBe(64 * 1024);
+    expect(tableBytesFor(BIG)).toBe(256 * 1024);
+    expect(tableBytesFor(100 * BIG)).toBe(2 * 1024 * 1024);
+    expect(tableBytesFor(0)).toBe(64 * 1024);
+
+    // 8 MB of incompressible records: 1 MiB memtables, each flushed as one table (the keys only
+    // grow, so LevelDB moves each flush to a deeper level whole); its default 4 MiB memtables
+    // would make two.
+    const j = await open({ maxBytes: 64 * 1024 * 1024, groupCommit: { maxRecords: 500, maxDelayMs: 1 } });
+    for (let i = 0; i < 8; i++) {
+      const batch = Array.from({ length: 1000 }, (_, k) => ({
+        ...rec(i * 1000 + k),
+        payload: crypto.randomBytes(1000),
+      }));
+      await appendAll(j, batch);
+    }
+    const tables = () =>
+      fs
+        .readdirSync(j.path)
+        .filter((n) => n.endsWith('.ldb'))
+        .map((n) => fs.statSync(path.join(j.path, n)).size);
+    await eventually(() => tables().length >= 6, 'memtables flushed');
+    expect(Math.max(...tables())).toBeLessThan(1.5 * 1024 * 1024);
+  });
+
   it("drops the oldest records with onFull 'drop-oldest'", async () => {
     const maxBytes = 20_000;
     const j = await open({ maxBytes, onFull: 'drop-oldest', groupCommit: { maxRecords: 10, maxDelayMs: 1 } });
