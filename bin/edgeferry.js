@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4
+#!/usr/bin/env -S node --max-semi-space-size=16
 // Runs dist/ (the tsc output, built by `npm ci` through the prepare script) when it was compiled
 // from exactly the current src/, else src/ itself through Node's type stripping (Node >= 22.18).
 // Same code either way; dist/ idles about 27 MB lower because the stripper (a WebAssembly build
