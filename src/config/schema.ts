@@ -109,10 +109,20 @@ const topicFilter = z.string().superRefine((filter, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: problem, input: filter });
 });
 
+/** A body's length and framing are the sink's: a configured one would contradict it. */
+const FRAMING_HEADERS = new Set(['content-length', 'transfer-encoding']);
+
 const headers = z.record(z.string(), z.string()).superRefine((h, ctx) => {
   for (const [name, value] of Object.entries(h)) {
     if (!HEADER_NAME.test(name)) {
       ctx.addIssue({ code: 'custom', path: [name], message: 'is not a valid HTTP header name', input: name });
+    } else if (FRAMING_HEADERS.has(name.toLowerCase())) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [name],
+        message: 'is set by the sink for each request',
+        input: name,
+      });
     } else if (/[\r\n\0]/.test(value)) {
       ctx.addIssue({ code: 'custom', path: [name], message: 'must not contain CR, LF or NUL', input: value });
     }

@@ -349,6 +349,9 @@ describe('validation errors name the field and the reason', () => {
     expect(invalid({ sinks: [sink({ headers: { 'bad header': 'x' } })] })).toContain(
       'sinks[0].headers["bad header"]: is not a valid HTTP header name',
     );
+    expect(invalid({ sinks: [sink({ headers: { 'Content-Length': '5' } })] })).toContain(
+      'sinks[0].headers.Content-Length: is set by the sink for each request',
+    );
     expect(invalid([1])).toContain('(top level): expected a mapping (got a list)');
     expect(invalid({ sinks: sink() })).toContain('sinks: expected a list (got a mapping)');
   });

@@ -18,6 +18,8 @@ export interface ReceivedRecord {
 export interface ReceivedBatch {
   headers: IncomingMessage['headers'];
   records: ReceivedRecord[];
+  /** Body bytes received. */
+  bytes: number;
 }
 
 export class HttpReceiver {
@@ -62,12 +64,13 @@ export class HttpReceiver {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       this.requests++;
-      const text = Buffer.concat(chunks).toString('utf8');
+      const body = Buffer.concat(chunks);
+      const text = body.toString('utf8');
       const records = text
         .split('\n')
         .filter((l) => l.length > 0)
         .map((l) => JSON.parse(l) as ReceivedRecord);
-      const batch = { headers: req.headers, records };
+      const batch = { headers: req.headers, records, bytes: body.length };
       const answer = this.respond(batch);
       if (answer.status >= 200 && answer.status < 300) {
         this.batches.push(batch);
