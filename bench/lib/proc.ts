@@ -137,6 +137,34 @@ export function readProc(pid: number): ProcReading | null {
   }
 }
 
+/**
+ * RSS of two mappings that move with a backlog, from /proc/<pid>/smaps: LevelDB's tables (it
+ * reads them through mmap: file pages) and the main thread's malloc heap (`[heap]`, grown by
+ * brk: where V8's ArrayBuffer backing stores come from).
+ */
+export function readMappedRss(pid: number): { tablesKb: number; brkHeapKb: number } | null {
+  try {
+    let tablesKb = 0;
+    let brkHeapKb = 0;
+    let kind: 'tables' | 'heap' | null = null;
+    for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+      const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+      if (header) {
+        const name = header[1];
+        kind = name.endsWith('.ldb') ? 'tables' : name === '[heap]' ? 'heap' : null;
+        continue;
+      }
+      if (kind === null || !line.startsWith('Rss:')) continue;
+      const kb = Number(/^Rss:\s+(\d+)/.exec(line)?.[1] ?? 0);
+      if (kind === 'tables') tablesKb += kb;
+      else brkHeapKb += kb;
+    }
+    return { tablesKb, brkHeapKb };
+  } catch {
+    return null;
+  }
+}
+
 export interface WindowStats {
   /** Largest VmRSS seen in the window, MB. */
   peakRssMb: number;

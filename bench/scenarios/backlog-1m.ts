@@ -12,7 +12,7 @@ import type { BenchEnv } from '../lib/env.ts';
 import { BenchReceiver } from '../lib/http-receiver.ts';
 import { nowMs } from '../lib/mqtt-codec.ts';
 import { LOAD_DEFAULTS, prepareLoadInWorker } from '../lib/mqtt-load.ts';
-import { type ProcReading, ProcSampler, readProc } from '../lib/proc.ts';
+import { type ProcReading, ProcSampler, readMappedRss, readProc } from '../lib/proc.ts';
 import { type Column, formatNumber, type ResultRow } from '../lib/report.ts';
 import type { Scenario } from '../lib/scenario.ts';
 import { daemonMemory, describeMemory, pollSink, rssTimeline, seriesWindow } from '../lib/sink-status.ts';
@@ -111,6 +111,7 @@ async function backlogRun(
     const held = await pollSink(d);
     const heldMem = await daemonMemory(d);
     const heldProc = sampler.now();
+    const heldMapped = readMappedRss(d.pid);
     const heldAt = nowMs();
     log(
       `${label}: ${formatNumber(fill.rate, 0)} msg/s; backlog ${formatNumber(held.backlog, 0)}, journal ${formatNumber(held.journalBytes / 2 ** 20, 1)} MB`,
@@ -130,6 +131,7 @@ async function backlogRun(
     await sleep(SETTLE_MS);
     const after = await pollSink(d);
     const afterMem = await daemonMemory(d);
+    const afterMapped = readMappedRss(d.pid);
     const endAt = nowMs();
     sampler.end();
     const series = sampler.series;
@@ -147,8 +149,8 @@ async function backlogRun(
     );
     const timeline =
       `${label}: RSS MB idle ${idleRssMb.toFixed(0)} | fill ${rssTimeline(series, fillAt, filledAt, 5)} | ` +
-      `held ${heldW.endRssMb.toFixed(0)} (${anonFile(heldProc)}) | drain ${rssTimeline(series, upAt, drainEndAt, 5)} | ` +
-      `after ${((readProc(d.pid)?.rssKb ?? 0) / 1024).toFixed(0)} (${anonFile(readProc(d.pid))})`;
+      `held ${heldW.endRssMb.toFixed(0)} (${anonFile(heldProc, heldMapped)}) | drain ${rssTimeline(series, upAt, drainEndAt, 5)} | ` +
+      `after ${((readProc(d.pid)?.rssKb ?? 0) / 1024).toFixed(0)} (${anonFile(readProc(d.pid), afterMapped)})`;
     const memory =
       `${label}: idle ${describeMemory(idleMem)}; held ${describeMemory(heldMem)}; ` +
       `after drain ${describeMemory(afterMem)}`;
@@ -198,8 +200,12 @@ async function backlogRun(
   }
 }
 
-function anonFile(r: ProcReading | null): string {
-  return r ? `anon ${(r.rssAnonKb / 1024).toFixed(0)}, file ${(r.rssFileKb / 1024).toFixed(0)}` : '?';
+function anonFile(r: ProcReading | null, mapped: ReturnType<typeof readMappedRss>): string {
+  if (!r) return '?';
+  const mb = (kb: number) => (kb / 1024).toFixed(0);
+  const parts = [`anon ${mb(r.rssAnonKb)}`, `file ${mb(r.rssFileKb)}`];
+  if (mapped) parts.push(`LevelDB tables ${mb(mapped.tablesKb)}`, `malloc heap ${mb(mapped.brkHeapKb)}`);
+  return parts.join(', ');
 }
 
 function runLabel(records: number, receiverUp: boolean): string {

@@ -4,7 +4,10 @@
 // objects a minor GC did not collect (promoted, or pretenured straight into old space). Those
 // cost the major GCs and the old-space growth that `--trace-gc` shows under load.
 //
-//   node bench/tools/heap-survivors.ts [messages=100000] [rate=20000] [top=15]
+// `drain`: the receiver refuses (503) while the load runs, and the sampling covers only the
+// drain of the backlog that built up, once it answers 200 again.
+//
+//   node bench/tools/heap-survivors.ts [messages=100000] [rate=20000] [top=15] [live|drain]
 
 import { createServer } from 'node:http';
 import { Session } from 'node:inspector/promises';
@@ -24,12 +27,25 @@ interface ProfileNode {
 const messages = Number(process.argv[2] ?? 100_000);
 const rate = Number(process.argv[3] ?? 20_000);
 const top = Number(process.argv[4] ?? 15);
+const drain = process.argv[5] === 'drain';
 const publishers = 4;
 
 const dir = makeTempDir('edgeferry-heap-');
+let refusing = false;
+let delivered = 0;
 const receiver = createServer((req, res) => {
-  req.resume();
-  req.on('end', () => res.end());
+  let lines = 0;
+  req.on('data', (c: Buffer) => {
+    for (let i = c.indexOf(10); i !== -1; i = c.indexOf(10, i + 1)) lines++;
+  });
+  req.on('end', () => {
+    if (refusing) {
+      res.statusCode = 503;
+    } else {
+      delivered += lines;
+    }
+    res.end();
+  });
 });
 const rxPort = await freePort();
 receiver.listen(rxPort, '127.0.0.1');
@@ -46,6 +62,7 @@ const config = parseConfig({
       type: 'http',
       url: `http://127.0.0.1:${rxPort}/ingest`,
       batch: { maxRecords: 1000, maxBytes: '1MiB', lingerMs: 5 },
+      retry: { minMs: 100, maxMs: '1s' },
     },
   ],
 });
@@ -65,13 +82,25 @@ const load = (n: number) =>
 const session = new Session();
 session.connect();
 await session.post('HeapProfiler.enable');
-await load(Math.min(20_000, messages)); // warm-up: JIT and heap sizing
-await session.post('HeapProfiler.startSampling', {
-  samplingInterval: 4096,
-  includeObjectsCollectedByMajorGC: true,
-  includeObjectsCollectedByMinorGC: false,
-});
-await load(messages);
+const warmUp = Math.min(20_000, messages);
+await load(warmUp); // warm-up: JIT and heap sizing
+const startSampling = () =>
+  session.post('HeapProfiler.startSampling', {
+    samplingInterval: 4096,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: false,
+  });
+if (drain) {
+  while (delivered < warmUp) await new Promise((r) => setTimeout(r, 20));
+  refusing = true;
+  await load(messages);
+  await startSampling();
+  refusing = false;
+  while (delivered < warmUp + messages) await new Promise((r) => setTimeout(r, 20));
+} else {
+  await startSampling();
+  await load(messages);
+}
 const { profile } = (await session.post('HeapProfiler.stopSampling')) as { profile: { head: ProfileNode } };
 
 // Self size by the innermost three frames: enough to tell whose allocation it is.
@@ -89,7 +118,7 @@ const walk = (node: ProfileNode, stack: string[]): void => {
 walk(profile.head, []);
 const total = [...bySite.values()].reduce((a, b) => a + b, 0);
 console.log(
-  `${messages} QoS 1 messages at ${rate} msg/s: ${(total / 2 ** 20).toFixed(1)} MiB allocated that a scavenge ` +
+  `${messages} QoS 1 messages at ${rate} msg/s${drain ? ', drained from a backlog' : ''}: ${(total / 2 ** 20).toFixed(1)} MiB allocated that a scavenge ` +
     `did not collect (${Math.round(total / messages)} B per message, sampled every 4 KiB)`,
 );
 for (const [site, bytes] of [...bySite].sort((a, b) => b[1] - a[1]).slice(0, top)) {
