@@ -659,7 +659,7 @@ describe('trim', () => {
 });
 
 describe('disk budget', () => {
-  it('keeps LevelDB tables small (1 MiB memtables, table size by budget): fewer table pages stay mapped after a read', async () => {
+  it('keeps LevelDB tables small: 1 MiB memtables, compaction tables sized by the disk budget', async () => {
     expect(tableBytesFor(64 * 1024 * 1024)).toBe(64 * 1024);
     expect(tableBytesFor(BIG)).toBe(256 * 1024);
     expect(tableBytesFor(100 * BIG)).toBe(2 * 1024 * 1024);
