@@ -592,16 +592,9 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
    * Reads committed records with seq >= `fromSeq` (clamped to the oldest retained), at most
    * `maxRecords` and about `maxBytes` of bodies (at least one record). Served from memory when the
    * reader keeps up, from disk otherwise. Records failing their checksum are counted and skipped.
-   */
-  async read(fromSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
-    return (await this.readBatch(fromSeq, maxRecords, maxBytes)).records;
-  }
-
-  /**
-   * `read()`, plus where the next read continues: one past the last seq this read examined,
-   * whether it returned that record or skipped it (a failed checksum). A reader moves its
-   * position to `next - 1` even when `records` is empty, and never further: records committed
-   * after the read are in the next one.
+   * `next` is where the next read continues: one past the last seq this read examined, whether it
+   * returned that record or skipped it. A reader moves its position to `next - 1` even when
+   * `records` is empty, and never further: records committed after the read are in the next one.
    */
   async readBatch(fromSeq: number, maxRecords: number, maxBytes: number): Promise<ReadBatch> {
     const records: StoredRecord[] = [];

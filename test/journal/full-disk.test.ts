@@ -95,7 +95,7 @@ describe('journal on a full disk', () => {
     j = await Journal.open(options(join(mountPoint, 'journal')), log);
     journal = j;
     expect(j.lastCommittedSeq).toBe(committed.length + 1);
-    const all = await j.read(1, 100_000, 1024 * 1024 * 1024);
+    const { records: all } = await j.readBatch(1, 100_000, 1024 * 1024 * 1024);
     expect(all.map((r) => r.seq)).toEqual(Array.from({ length: committed.length + 1 }, (_, k) => k + 1));
     expect(all.map((r) => decodeRecord(r.body).topic)).toEqual(
       [...committed, 100_000].map((i) => `disk/${i}`),

@@ -106,10 +106,15 @@ function expectRecords(
 }
 
 /** Reads everything retained, in chunks. */
+/** The records of one `readBatch`. */
+async function read(j: Journal, from: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
+  return (await j.readBatch(from, maxRecords, maxBytes)).records;
+}
+
 async function readAll(journal: Journal): Promise<StoredRecord[]> {
   const out: StoredRecord[] = [];
   for (let from = journal.firstRetainedSeq; from <= journal.lastCommittedSeq; ) {
-    const chunk = await journal.read(from, 500, BIG);
+    const chunk = await read(journal, from, 500, BIG);
     if (chunk.length === 0) break;
     out.push(...chunk);
     from = chunk[chunk.length - 1].seq + 1;
@@ -237,7 +242,7 @@ describe('append and group commit', () => {
     expect(j.records).toBe(100);
     expect(j.counters.appended).toBe(100);
     expect(j.bytes()).toBe(recs(0, 99).reduce((n, r) => n + recordSize(r), 0));
-    expectRecords(await j.read(1, 1000, BIG), 1, 100);
+    expectRecords(await read(j, 1, 1000, BIG), 1, 100);
   });
 
   it('commits many appends made in one tick in a few batches', async () => {
@@ -319,7 +324,7 @@ describe('append and group commit', () => {
               batchesAtCall: j.counters.committedBatches,
             });
             // Acknowledged means committed: a read issued now must find it.
-            reads.push(j.read(seq, 1, BIG));
+            reads.push(read(j, seq, 1, BIG));
             if (--pendingAcks === 0) resolve();
           },
           s,
@@ -346,7 +351,7 @@ describe('append and group commit', () => {
     for (const r of recs(0, 9)) j.append(r, null, undefined);
     await j.sync();
     expect(j.lastCommittedSeq).toBe(10);
-    expectRecords(await j.read(1, 100, BIG), 1, 10);
+    expectRecords(await read(j, 1, 100, BIG), 1, 10);
   });
 
   it('sync() and close() commit what is pending without waiting for the group-commit timer', async () => {
@@ -384,17 +389,17 @@ describe('read', () => {
   it('serves recent records from the in-memory tail, honouring maxRecords and maxBytes', async () => {
     const j = await open();
     await appendAll(j, recs(0, 49));
-    expectRecords(await j.read(10, 5, BIG), 10, 14);
-    expectRecords(await j.read(0, 3, BIG), 1, 3);
-    expectRecords(await j.read(48, 100, BIG), 48, 50);
-    expect(await j.read(51, 100, BIG)).toEqual([]);
+    expectRecords(await read(j, 10, 5, BIG), 10, 14);
+    expectRecords(await read(j, 0, 3, BIG), 1, 3);
+    expectRecords(await read(j, 48, 100, BIG), 48, 50);
+    expect(await read(j, 51, 100, BIG)).toEqual([]);
 
-    const bodyLen = (await j.read(1, 1, BIG))[0].body.length;
-    const limited = await j.read(1, 1000, bodyLen * 4 + 1);
+    const bodyLen = (await read(j, 1, 1, BIG))[0].body.length;
+    const limited = await read(j, 1, 1000, bodyLen * 4 + 1);
     expectByteLimit(limited, bodyLen * 4 + 1);
     expect(limited.length).toBeLessThan(10);
     expectRecords(limited, 1, limited.length);
-    expectRecords(await j.read(7, 1000, 1), 7, 7);
+    expectRecords(await read(j, 7, 1000, 1), 7, 7);
     expect(await j.tsAt(20)).toBe(BASE_TS + 19);
     expect(await j.tsAt(51)).toBeUndefined();
   });
@@ -403,20 +408,20 @@ describe('read', () => {
     const j = await open({ tailRecords: 4, groupCommit: { maxRecords: 8, maxDelayMs: 1 } });
     for (let i = 0; i < 60; i += 10) await appendAll(j, recs(i, i + 9));
     expect(j.lastCommittedSeq).toBe(60);
-    const fromDisk = await j.read(1, 20, BIG);
+    const fromDisk = await read(j, 1, 20, BIG);
     expectRecords(fromDisk, 1, 20);
     // One allocation for the batch's bodies, not one per record (the journal's packBodies).
     expect(new Set(fromDisk.map((r) => r.body.buffer)).size).toBe(1);
-    expectRecords(await j.read(0, 1000, BIG), 1, 60);
-    expectRecords(await j.read(40, 1000, BIG), 40, 60);
-    expectRecords(await j.read(55, 3, BIG), 55, 57);
+    expectRecords(await read(j, 0, 1000, BIG), 1, 60);
+    expectRecords(await read(j, 40, 1000, BIG), 40, 60);
+    expectRecords(await read(j, 55, 3, BIG), 55, 57);
 
-    const bodyLen = (await j.read(60, 1, BIG))[0].body.length;
-    const limited = await j.read(2, 1000, bodyLen * 4 + 1);
+    const bodyLen = (await read(j, 60, 1, BIG))[0].body.length;
+    const limited = await read(j, 2, 1000, bodyLen * 4 + 1);
     expectByteLimit(limited, bodyLen * 4 + 1);
     expect(limited.length).toBeLessThan(10);
     expectRecords(limited, 2, limited.length + 1);
-    expectRecords(await j.read(3, 1000, 1), 3, 3);
+    expectRecords(await read(j, 3, 1000, 1), 3, 3);
     expect(await j.tsAt(5)).toBe(BASE_TS + 4);
   });
 });
@@ -434,7 +439,7 @@ describe('read: a reader walking a disk backlog', () => {
     const all: StoredRecord[] = [];
     for (let n = 0, next = from; next <= j.lastCommittedSeq; n++) {
       const [maxRecords, maxBytes] = limits[n % limits.length];
-      const out = await j.read(next, maxRecords, maxBytes);
+      const out = await read(j, next, maxRecords, maxBytes);
       expect(out.length).toBeGreaterThan(0);
       expect(out.length).toBeLessThanOrEqual(maxRecords);
       expect(out[0].seq).toBe(next);
@@ -447,39 +452,39 @@ describe('read: a reader walking a disk backlog', () => {
   it('gets every record once and in order while count and byte limits change between reads', async () => {
     const j = await open({ tailRecords: 4, groupCommit: { maxRecords: 64, maxDelayMs: 1 } });
     await appendAll(j, recs(0, 299));
-    const bodyLen = (await j.read(300, 1, BIG))[0].body.length;
+    const bodyLen = (await read(j, 300, 1, BIG))[0].body.length;
     expectRecords(await walk(j, 1, bodyLen), 1, 300);
     // Two readers at other positions, interleaved, each continue where they were.
-    const a = await j.read(10, 20, BIG);
-    const b = await j.read(200, 20, BIG);
-    expectRecords([...a, ...(await j.read(30, 20, BIG))], 10, 49);
-    expectRecords([...b, ...(await j.read(220, 20, BIG))], 200, 239);
+    const a = await read(j, 10, 20, BIG);
+    const b = await read(j, 200, 20, BIG);
+    expectRecords([...a, ...(await read(j, 30, 20, BIG))], 10, 49);
+    expectRecords([...b, ...(await read(j, 220, 20, BIG))], 200, 239);
   });
 
   it('reads what was committed after its reader opened, and what a trim left', async () => {
     const j = await open({ tailRecords: 4, groupCommit: { maxRecords: 64, maxDelayMs: 1 } });
     await appendAll(j, recs(0, 49));
-    const first = await j.read(1, 20, BIG);
+    const first = await read(j, 1, 20, BIG);
     await appendAll(j, recs(50, 149));
     // The reader's snapshot ends at 50; records 51.. come in later reads, none lost or repeated.
     const rest = await walk(j, 21, first[0].body.length);
     expectRecords([...first, ...rest], 1, 150);
     // A trim passes a reader's position: the next read starts at the oldest retained record.
-    const mid = await j.read(1, 10, BIG);
+    const mid = await read(j, 1, 10, BIG);
     expectRecords(mid, 1, 10);
     await j.openCursor('sink/x', 0);
     await j.commitCursor('sink/x', 60);
     await j.trim();
-    expectRecords(await j.read(11, 5, BIG), 61, 65);
+    expectRecords(await read(j, 11, 5, BIG), 61, 65);
   });
 
   it("a read that took the last record of its reader's snapshot still returns what was committed since", async () => {
     const j = await open({ tailRecords: 4, groupCommit: { maxRecords: 64, maxDelayMs: 1 } });
     await appendAll(j, recs(0, 49));
     // Exactly the 50 records the reader's snapshot holds: the iterator has not yet seen its end.
-    expectRecords(await j.read(1, 50, BIG), 1, 50);
+    expectRecords(await read(j, 1, 50, BIG), 1, 50);
     await appendAll(j, recs(50, 99));
-    expectRecords(await j.read(51, 50, BIG), 51, 100);
+    expectRecords(await read(j, 51, 50, BIG), 51, 100);
     await appendAll(j, recs(100, 109));
     const batch = await j.readBatch(101, 1000, BIG);
     expectRecords(batch.records, 101, 110);
@@ -614,21 +619,21 @@ describe('trim', () => {
     expect(j.records).toBe(30);
     expect(j.bytes()).toBe(all.slice(20).reduce((n, r) => n + recordSize(r), 0));
     expect(j.bytes()).toBeLessThan(before);
-    expectRecords(await j.read(1, 1000, BIG), 21, 50);
-    expectRecords(await j.read(15, 5, BIG), 21, 25);
+    expectRecords(await read(j, 1, 1000, BIG), 21, 50);
+    expectRecords(await read(j, 15, 5, BIG), 21, 25);
     expect(await j.tsAt(20)).toBeUndefined();
 
     await j.commitCursor('b', 50);
     await j.trim();
     expect(j.firstRetainedSeq).toBe(31);
-    expectRecords(await j.read(1, 1000, BIG), 31, 50);
+    expectRecords(await read(j, 1, 1000, BIG), 31, 50);
 
     await j.commitCursor('a', 50);
     await j.trim();
     expect(j.records).toBe(0);
     expect(j.bytes()).toBe(0);
     expect(j.firstRetainedSeq).toBe(51);
-    expect(await j.read(1, 1000, BIG)).toEqual([]);
+    expect(await read(j, 1, 1000, BIG)).toEqual([]);
   });
 
   it('trims by itself shortly after commitCursor', async () => {
@@ -643,7 +648,7 @@ describe('trim', () => {
       { timeout: 5000, interval: 20 },
     );
     expect(j.records).toBe(10);
-    expectRecords(await j.read(1, 1000, BIG), 41, 50);
+    expectRecords(await read(j, 1, 1000, BIG), 41, 50);
   });
 
   it('trims nothing without cursors', async () => {
@@ -654,7 +659,7 @@ describe('trim', () => {
     expect(j.firstRetainedSeq).toBe(1);
     expect(j.records).toBe(20);
     expect(j.bytes()).toBe(bytes);
-    expectRecords(await j.read(1, 100, BIG), 1, 20);
+    expectRecords(await read(j, 1, 100, BIG), 1, 20);
   });
 });
 
@@ -707,7 +712,7 @@ describe('disk budget', () => {
     // Drops free what is needed plus a small chunk, not most of the journal.
     expect(j.bytes()).toBeGreaterThan(maxBytes / 2);
 
-    const newest = await j.read(total - 9, 100, BIG);
+    const newest = await read(j, total - 9, 100, BIG);
     expect(newest.map((r) => r.seq)).toEqual(range(total - 9, total));
     for (const r of newest)
       expect(decodeRecord(r.body).payload.toString()).toBe(rec(r.seq - 1, 200).payload.toString());
@@ -736,7 +741,7 @@ describe('disk budget', () => {
     expect(j.counters.droppedFull).toBe(0);
     expect(j.lastCommittedSeq).toBe(fit);
     expect(j.bytes()).toBeLessThanOrEqual(maxBytes);
-    const kept = await j.read(1, 1000, BIG);
+    const kept = await read(j, 1, 1000, BIG);
     expect(kept.map((r) => r.seq)).toEqual(range(1, fit));
     for (const r of kept) expect(decodeRecord(r.body).payload.equals(rec(r.seq - 1, 200).payload)).toBe(true);
 
@@ -764,7 +769,7 @@ describe('ttl', () => {
     expect(j.records).toBe(0);
     expect(j.bytes()).toBe(0);
     expect(j.lastCommittedSeq).toBe(20);
-    expect(await j.read(1, 100, BIG)).toEqual([]);
+    expect(await read(j, 1, 100, BIG)).toEqual([]);
     expect(await j.tsAt(20)).toBeUndefined();
     const [next] = await appendAll(j, [rec(20, 0, Date.now())]);
     expect(next.seq).toBe(21);
@@ -781,7 +786,7 @@ describe('ttl', () => {
     await j.sweepExpired();
     expect(j.counters.droppedTtl).toBe(10);
     expect(j.firstRetainedSeq).toBe(11);
-    const kept = await j.read(1, 100, BIG);
+    const kept = await read(j, 1, 100, BIG);
     expect(kept.map((r) => r.seq)).toEqual(range(11, 20));
     expect(await j.sweepExpired()).toBe(0);
     expect(j.records).toBe(10);
@@ -842,7 +847,7 @@ describe('reopen', () => {
     const acks = await appendAll(j, recs(10, 12));
     expect(acks.map((a) => a.seq)).toEqual([11, 12, 13]);
     expect(j.bytes()).toBe(recs(10, 12).reduce((n, r) => n + recordSize(r), 0));
-    expectRecords(await j.read(0, 100, BIG), 11, 13);
+    expectRecords(await read(j, 0, 100, BIG), 11, 13);
   });
 
   // The dispatcher reads `cursor + 1` as soon as the daemon is back: the backlog must be there
@@ -853,7 +858,7 @@ describe('reopen', () => {
     await j.close();
     j = await open();
     expect(j.lastCommittedSeq).toBe(20);
-    expectRecords(await j.read(1, 100, BIG), 1, 20);
+    expectRecords(await read(j, 1, 100, BIG), 1, 20);
     expect(await j.tsAt(1)).toBe(BASE_TS);
   });
 
@@ -866,7 +871,7 @@ describe('reopen', () => {
     await j.commitCursor('a', 5);
     await j.trim();
     expect(j.firstRetainedSeq).toBe(6);
-    expectRecords(await j.read(6, 100, BIG), 6, 20);
+    expectRecords(await read(j, 6, 100, BIG), 6, 20);
   });
 
   it('keeps every cursor move whose promise resolved, in a process killed without closing', async () => {
@@ -925,7 +930,7 @@ describe('dead letters', () => {
   it('keeps dead letters with reason and body, per sink, across reopen', async () => {
     let j = await open();
     await appendAll(j, recs(0, 4));
-    const stored = await j.read(1, 10, BIG);
+    const stored = await read(j, 1, 10, BIG);
     const t0 = Date.now();
     await j.deadLetter('http', stored.slice(0, 2), 'HTTP 400: schema violation');
     await j.deadLetter('http', [stored[3]], 'HTTP 422: ünprocessable');
