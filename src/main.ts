@@ -17,7 +17,7 @@ import type { MqttBrokerSource } from './sources/mqtt-broker/mqtt-broker-source.
 
 type SinkConfig = Config['sinks'][number];
 
-async function createSink(cfg: SinkConfig, nodeId: string): Promise<Sink> {
+async function createSink(cfg: SinkConfig, nodeId: string, log: Logger): Promise<Sink> {
   switch (cfg.type) {
     case 'grpc': {
       const { GrpcSink } = await import('./sinks/grpc/grpc-sink.ts');
@@ -28,6 +28,8 @@ async function createSink(cfg: SinkConfig, nodeId: string): Promise<Sink> {
         timeoutMs: cfg.timeoutMs,
         tls: cfg.tls,
         metadata: cfg.metadata,
+        maxMessageBytes: cfg.maxMessageBytes,
+        log,
       });
     }
     case 'http': {
@@ -118,7 +120,7 @@ export class Gateway {
 
     for (const sc of c.sinks) {
       const d = new SinkDispatcher(
-        await createSink(sc, c.node.id),
+        await createSink(sc, c.node.id, this.log.child({ component: 'sink' })),
         journal,
         { routes: sc.routes, batch: sc.batch, retry: sc.retry, timeoutMs: sc.timeoutMs },
         this.log.child({ component: 'dispatch' }),

@@ -177,6 +177,8 @@ const grpcSink = z.strictObject({
     .default(() => ['#']),
   metadata: headers.optional(),
   timeoutMs: timerMs(1).prefault('10s'),
+  // gRPC servers refuse messages over 4 MiB unless raised; a larger batch is split to fit.
+  maxMessageBytes: quantity('bytes', 1024, 1024 ** 3).prefault('4MiB'),
   tls: z
     .strictObject({
       caFile: filePath().optional(),

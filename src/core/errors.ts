@@ -32,15 +32,52 @@ export class JournalClosedError extends EdgeferryError {
   }
 }
 
+export interface SinkSendErrorOptions extends ErrorOptions {
+  /**
+   * Records at the front of the batch the upstream acknowledged before this failure (a sink that
+   * splits a batch into several calls): the dispatcher counts them delivered and goes on with
+   * the rest, so they are not sent again.
+   */
+  acked?: number;
+  /**
+   * For a final error: how many records after the acked ones it refuses (default: all of them).
+   * The dispatcher dead-letters those and sends the rest, so one bad record does not take its
+   * batch with it.
+   */
+  refused?: number;
+}
+
 /**
  * A sink's send failed. `retryable: true` keeps the batch and backs off (optionally no sooner
- * than `retryAfterMs`); `false` dead-letters the batch and moves on.
+ * than `retryAfterMs`); `false` dead-letters the batch (or the `refused` part of it) and moves on.
  */
 export class SinkSendError extends EdgeferryError {
   readonly retryAfterMs: number | undefined;
-  constructor(message: string, retryable: boolean, retryAfterMs?: number, options?: ErrorOptions) {
-    super(retryable ? 'EF_SINK_RETRYABLE' : 'EF_SINK_REJECTED', message, retryable, options);
+  readonly acked: number;
+  readonly refused: number | undefined;
+  constructor(
+    message: string,
+    retryable: boolean,
+    retryAfterMs?: number,
+    options?: SinkSendErrorOptions,
+    code = retryable ? 'EF_SINK_RETRYABLE' : 'EF_SINK_REJECTED',
+  ) {
+    super(code, message, retryable, options);
     this.retryAfterMs = retryAfterMs;
+    this.acked = options?.acked ?? 0;
+    this.refused = options?.refused;
+  }
+}
+
+/**
+ * The upstream refused the sink's credentials (HTTP 401/403, gRPC UNAUTHENTICATED or
+ * PERMISSION_DENIED). Retryable: an expired token is usually renewed outside the gateway (a
+ * rotated Secret), and dead-lettering everything meanwhile would lose the data's order and need
+ * an operator to replay it. The dispatcher shows the sink as `auth-failing`.
+ */
+export class SinkAuthError extends SinkSendError {
+  constructor(message: string, options?: SinkSendErrorOptions) {
+    super(message, true, undefined, options, 'EF_SINK_AUTH');
   }
 }
 

@@ -193,6 +193,44 @@ export function readTopic(body: Buffer): string {
   return '';
 }
 
+/**
+ * The first byte of a stored body's topic, or -1 when the topic is empty or absent (a malformed
+ * body too: it never throws). Skips the fields before the topic without decoding them or
+ * allocating, so a router can tell `$` topics apart for every record of a batch.
+ */
+export function topicFirstByte(body: Buffer): number {
+  const end = body.length;
+  let pos = 0;
+  while (pos < end) {
+    let tag = 0;
+    let mul = 1;
+    let b: number;
+    do {
+      if (pos >= end) return -1;
+      b = body[pos++];
+      tag += (b & 127) * mul;
+      mul *= 128;
+    } while (b >= 128);
+    const wire = tag & 7;
+    if (wire === WIRE_VARINT) {
+      while (pos < end && body[pos++] >= 128);
+      continue;
+    }
+    if (wire !== WIRE_LEN) return -1;
+    let len = 0;
+    mul = 1;
+    do {
+      if (pos >= end) return -1;
+      b = body[pos++];
+      len += (b & 127) * mul;
+      mul *= 128;
+    } while (b >= 128);
+    if (tag === TAG_TOPIC) return len > 0 && pos < end ? body[pos] : -1;
+    pos += len;
+  }
+  return -1;
+}
+
 const EMPTY = Buffer.alloc(0);
 
 /**

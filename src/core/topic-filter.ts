@@ -1,3 +1,5 @@
+import { readTopic, topicFirstByte } from './record.ts';
+
 // MQTT topic filter matching ([MQTT-4.7]): `+` matches one level, `#` (last) matches the rest,
 // including the parent level itself ("sport/#" matches "sport"). Topics starting with `$` are not
 // matched by filters starting with a wildcard [MQTT-4.7.2-1].
@@ -28,6 +30,7 @@ export function topicMatches(filter: string, topic: string): boolean {
 }
 
 const CACHE_LIMIT = 10_000;
+const DOLLAR = 0x24;
 
 /**
  * A set of filters with a bounded per-topic cache: device fleets publish to a limited set of
@@ -35,12 +38,26 @@ const CACHE_LIMIT = 10_000;
  */
 export class TopicRouter {
   readonly filters: readonly string[];
+  /**
+   * The filters include `#`: every topic matches except those starting with `$`
+   * [MQTT-4.7.2-1]. Not a licence to skip matching: use `matchesRecord`, which keeps that rule.
+   */
   readonly matchesAll: boolean;
   private readonly cache = new Map<string, boolean>();
 
   constructor(filters: readonly string[]) {
     this.filters = filters;
     this.matchesAll = filters.includes('#');
+  }
+
+  /**
+   * Whether a stored record body's topic matches: the one rule for every reader of the journal
+   * (sinks, gRPC Subscribe). Under `#` only the topic's first byte is looked at, so the common
+   * route decodes no topic; a `$` topic goes through the filters like any other.
+   */
+  matchesRecord(body: Buffer): boolean {
+    if (this.matchesAll && topicFirstByte(body) !== DOLLAR) return true;
+    return this.matches(readTopic(body));
   }
 
   matches(topic: string): boolean {

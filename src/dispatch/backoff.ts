@@ -6,7 +6,9 @@ export interface RetryPolicy {
 /**
  * Exponential backoff with "equal jitter": half the window fixed, half random, so a fleet of
  * gateways that lost the same uplink do not come back in lock-step, yet no retry fires almost at
- * once. An upstream's Retry-After is a floor, never shortened.
+ * once. An upstream's Retry-After is a floor, but never above `maxMs`: a delay past 2^31-1 ms
+ * fires after 1 ms in Node (`Retry-After: 9999999` became a 1 ms retry loop), and one of a day
+ * (`86400`) would hold the backlog that long; `maxMs` is the operator's word on the longest wait.
  */
 export function backoffDelay(
   policy: RetryPolicy,
@@ -16,5 +18,6 @@ export function backoffDelay(
 ): number {
   const exp = Math.min(policy.maxMs, policy.minMs * 2 ** Math.min(attempt, 30));
   const delay = exp / 2 + random() * (exp / 2);
-  return retryAfterMs !== undefined ? Math.max(delay, retryAfterMs) : delay;
+  if (retryAfterMs === undefined || !(retryAfterMs > delay)) return delay;
+  return Math.min(retryAfterMs, policy.maxMs);
 }

@@ -1,9 +1,9 @@
-import { SinkSendError } from '../core/errors.ts';
+import { SinkAuthError, SinkSendError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import type { ReadBatch, Sink } from '../core/pipeline.ts';
-import { readTopic, type StoredRecord } from '../core/record.ts';
+import type { OutboundBatch, ReadBatch, Sink } from '../core/pipeline.ts';
+import { RecordFieldSpans, type StoredRecord } from '../core/record.ts';
 import { TopicRouter } from '../core/topic-filter.ts';
-import type { Journal } from '../journal/journal.ts';
+import type { DeadLetter, Journal } from '../journal/journal.ts';
 import { backoffDelay, type RetryPolicy } from './backoff.ts';
 
 export interface DispatchOptions {
@@ -16,7 +16,12 @@ export interface DispatchOptions {
   stallAfterMs?: number;
 }
 
-export type SinkState = 'starting' | 'up' | 'backoff' | 'stalled' | 'stopped';
+/**
+ * `backoff`: the upstream failed retryably (or a journal write the loop needs failed) and the
+ * loop waits before trying again; `auth-failing`: the same wait, because the upstream refused
+ * the sink's credentials; `stopped`: only after stop().
+ */
+export type SinkState = 'starting' | 'up' | 'backoff' | 'auth-failing' | 'stalled' | 'stopped';
 
 export interface SinkCounters {
   /** Records the upstream acknowledged. */
@@ -29,7 +34,31 @@ export interface SinkCounters {
   expired: number;
   /** Records walked past because no route matched. */
   filtered: number;
+  /** Dead letters sent again by replayDeadLetters and acknowledged (then deleted). */
+  replayed: number;
 }
+
+export interface ReplayResult {
+  /** Dead letters the upstream acknowledged, now deleted. */
+  replayed: number;
+  /** Whether the sink still has dead letters (refused again, or beyond the limit). */
+  remaining: boolean;
+}
+
+/** The journal's dead-letter calls a replay needs. */
+interface DeadLetterStore {
+  listDeadLetters(sink: string, limit: number, afterN?: number): Promise<DeadLetter[]>;
+  deleteDeadLetters(sink: string, ns: readonly number[]): Promise<number>;
+}
+
+interface ReplayRequest {
+  limit: number;
+  resolve: (r: ReplayResult) => void;
+  reject: (err: Error) => void;
+}
+
+/** journal.listDeadLetters takes at most this many at once. */
+const DEAD_LETTER_PAGE = 1000;
 
 export interface SinkStatus {
   name: string;
@@ -64,6 +93,7 @@ export class SinkDispatcher {
     deadLettered: 0,
     expired: 0,
     filtered: 0,
+    replayed: 0,
   };
   private readonly journal: Journal;
   private readonly opts: DispatchOptions;
@@ -85,8 +115,14 @@ export class SinkDispatcher {
   private halted = false;
   private inflight: AbortController | null = null;
   private wake: (() => void) | null = null;
-  /** Only an idle loop is woken by new commits; a backoff or linger sleep runs its course. */
+  /**
+   * New commits (and replay requests) wake only an idle loop: a linger sleep is there to gather
+   * records and a backoff sleep to spare the upstream. stop() cuts any sleep short.
+   */
   private idle = false;
+  /** A replayDeadLetters call waiting for the loop to be between batches. */
+  private replayRequest: ReplayRequest | null = null;
+  private readonly spans = new RecordFieldSpans();
 
   constructor(sink: Sink, journal: Journal, opts: DispatchOptions, log: Logger) {
     this.sink = sink;
@@ -107,9 +143,30 @@ export class SinkDispatcher {
     this.rateTimer = setInterval(this.tickRate, RATE_TICK_MS);
     this.rateTimer.unref();
     this.state = 'up';
-    this.loop = this.run().catch((err) => {
-      this.log.error({ sink: this.sink.name, err: (err as Error).message }, 'sink dispatcher failed');
-      this.state = 'stopped';
+    this.loop = this.runUntilStopped();
+  }
+
+  /**
+   * Sends up to `limit` of this sink's dead letters again, oldest first, in batches of the sink's
+   * size, and deletes each one the upstream acknowledged. Records keep their seq, so their ids
+   * are the original ones. Runs inside the delivery loop between two of its batches (never
+   * beside one of its sends); while the loop backs off on a failing upstream, it waits for it.
+   * A batch refused again stays dead-lettered (not written twice); a retryable failure ends the
+   * replay early, leaving the rest for a later call.
+   */
+  replayDeadLetters(limit: number): Promise<ReplayResult> {
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      return Promise.reject(new RangeError(`limit must be an integer >= 1 (got ${limit})`));
+    }
+    if (this.draining || this.state === 'starting' || this.state === 'stopped') {
+      return Promise.reject(new Error(`sink ${this.sink.name} is not running`));
+    }
+    if (this.replayRequest) {
+      return Promise.reject(new Error(`a replay of sink ${this.sink.name} is already waiting`));
+    }
+    return new Promise((resolve, reject) => {
+      this.replayRequest = { limit, resolve, reject };
+      if (this.idle) this.wakeUp();
     });
   }
 
@@ -184,6 +241,39 @@ export class SinkDispatcher {
     });
   }
 
+  /**
+   * The loop ends only by stop(): any other failure (a journal write it cannot do without, a bug)
+   * is logged, waited out with backoff, and the loop starts again from its cursor, which only
+   * ever passed acknowledged or dead-lettered records. Never rejects.
+   */
+  private async runUntilStopped(): Promise<void> {
+    let failures = 0;
+    while (!this.halted) {
+      const at = this.cursor;
+      try {
+        await this.run();
+        break;
+      } catch (err) {
+        if (this.halted) break;
+        if (this.cursor > at) failures = 0;
+        const msg = describe(err);
+        this.lastError = `delivery loop failed: ${msg}`;
+        const delay = backoffDelay(this.opts.retry, failures++);
+        if (this.state !== 'backoff') {
+          this.log.error(
+            { sink: this.sink.name, err: msg, retryInMs: Math.round(delay) },
+            'sink delivery loop failed; resuming from its cursor after a backoff',
+          );
+        }
+        this.state = 'backoff';
+        await this.sleep(delay);
+      }
+    }
+    const pending = this.replayRequest;
+    this.replayRequest = null;
+    pending?.reject(new Error(`sink ${this.sink.name} stopped before the replay ran`));
+  }
+
   private async run(): Promise<void> {
     const { maxRecords, maxBytes, lingerMs } = this.opts.batch;
     // The batch after the one in flight, read while the upstream works (a backlog drains at
@@ -191,6 +281,7 @@ export class SinkDispatcher {
     let prefetched: Promise<ReadBatch> | null = null;
     let prefetchedFrom = 0;
     while (!this.halted) {
+      if (this.replayRequest !== null) await this.serveReplay();
       const from = this.cursor + 1;
       let batch: ReadBatch;
       if (prefetched !== null && prefetchedFrom === from) {
@@ -204,9 +295,12 @@ export class SinkDispatcher {
         const available = this.journal.lastCommittedSeq - from + 1;
         if (available <= 0) {
           if (this.draining) return;
+          // Caught up: whatever failure held the loop back is over.
+          if (this.state === 'backoff' || this.state === 'auth-failing') this.markUp(0);
           this.idle = true;
           await this.sleep(null);
           this.idle = false;
+          if (this.replayRequest !== null) continue;
           // Idle is not a stall: the clock for "no progress" starts when work arrives.
           this.lastProgressAt = Date.now();
           if (lingerMs > 0 && !this.draining && this.journal.lastCommittedSeq - this.cursor < maxRecords) {
@@ -252,14 +346,22 @@ export class SinkDispatcher {
     }
   }
 
-  /** Drops expired records and those no route matches; keeps journal order. */
+  /**
+   * Drops expired records and those no route matches; keeps journal order. Returns `records`
+   * itself when all of them stay (the common case: no copy).
+   */
   private select(records: StoredRecord[]): StoredRecord[] {
     const cutoff = this.journal.expiryCutoff();
-    if (this.router.matchesAll && (cutoff === 0 || records[0].ts >= cutoff)) return records;
-    const out: StoredRecord[] = [];
-    for (const r of records) {
+    const router = this.router;
+    const n = records.length;
+    let i = 0;
+    while (i < n && records[i].ts >= cutoff && router.matchesRecord(records[i].body)) i++;
+    if (i === n) return records;
+    const out = records.slice(0, i);
+    for (; i < n; i++) {
+      const r = records[i];
       if (r.ts < cutoff) this.counters.expired++;
-      else if (this.router.matchesAll || this.router.matches(readTopic(r.body))) out.push(r);
+      else if (router.matchesRecord(r.body)) out.push(r);
       else this.counters.filtered++;
     }
     return out;
@@ -280,58 +382,229 @@ export class SinkDispatcher {
     );
   };
 
-  /** Sends until acknowledged or dead-lettered (true), or until halted (false). */
+  /**
+   * Sends until every record is acknowledged or dead-lettered (true), or until halted (false).
+   * A sink may report that the front of the batch got through before a failure (`acked`) and
+   * that a final failure concerns only some records (`refused`): the rest goes on.
+   */
   private async deliver(records: StoredRecord[]): Promise<boolean> {
-    const batch = { epoch: this.journal.epoch, records };
-    for (let attempt = 0; !this.halted; attempt++) {
-      const ac = new AbortController();
-      this.inflight = ac;
-      const timer = setTimeout(
-        () => ac.abort(new Error(`deadline of ${this.opts.timeoutMs} ms exceeded`)),
-        this.opts.timeoutMs,
-      );
-      try {
-        await this.sink.send(batch, ac.signal);
-        this.counters.delivered += records.length;
-        this.counters.deliveredBatches++;
-        this.lastSuccessAt = Date.now();
-        if (this.state !== 'up') {
-          this.log.info({ sink: this.sink.name, after: attempt }, 'sink is up again');
-          this.state = 'up';
-        }
-        this.lastError = null;
+    const epoch = this.journal.epoch;
+    let batch: OutboundBatch = { epoch, records };
+    let attempt = 0;
+    while (!this.halted) {
+      const err = await this.attempt(batch);
+      if (err === null) {
+        this.countDelivered(batch.records.length);
+        this.markUp(attempt);
         return true;
+      }
+      if (this.halted) return false;
+      const e = err as Error;
+      this.lastError = describe(err);
+      const se = err instanceof SinkSendError ? err : null;
+      const acked = se ? Math.min(se.acked, batch.records.length) : 0;
+      if (acked > 0) {
+        this.countDelivered(acked);
+        if (acked === batch.records.length) return true;
+        batch = { epoch, records: batch.records.slice(acked) };
+        attempt = 0;
+      }
+      if (se !== null && !se.retryable) {
+        const rest = batch.records;
+        const k = Math.max(1, Math.min(se.refused ?? rest.length, rest.length));
+        if (!(await this.deadLetter(k === rest.length ? rest : rest.slice(0, k), e.message))) return false;
+        if (k === rest.length) return true;
+        batch = { epoch, records: rest.slice(k) };
+        attempt = 0;
+        continue;
+      }
+      this.counters.retries++;
+      const delay = backoffDelay(this.opts.retry, attempt++, se?.retryAfterMs);
+      const next = err instanceof SinkAuthError ? 'auth-failing' : 'backoff';
+      // One line per change of state, not per attempt: an upstream down for an hour is one line.
+      if (this.state !== next) {
+        this.log.warn(
+          { sink: this.sink.name, err: e.message, code: se?.code, retryInMs: Math.round(delay) },
+          next === 'auth-failing'
+            ? 'upstream refused the sink credentials, retrying with backoff'
+            : 'sink send failed, backing off',
+        );
+      }
+      this.state = next;
+      await this.sleep(delay);
+    }
+    return false;
+  }
+
+  /** One call of the sink under the deadline: null when acknowledged, else what it threw. */
+  private async attempt(batch: OutboundBatch): Promise<unknown> {
+    const ac = new AbortController();
+    this.inflight = ac;
+    const timer = setTimeout(
+      () => ac.abort(new Error(`deadline of ${this.opts.timeoutMs} ms exceeded`)),
+      this.opts.timeoutMs,
+    );
+    try {
+      await this.sink.send(batch, ac.signal);
+      return null;
+    } catch (err) {
+      return err ?? new Error('sink send failed');
+    } finally {
+      clearTimeout(timer);
+      this.inflight = null;
+    }
+  }
+
+  private countDelivered(n: number): void {
+    this.counters.delivered += n;
+    this.counters.deliveredBatches++;
+    this.lastSuccessAt = Date.now();
+  }
+
+  private markUp(afterAttempts: number): void {
+    if (this.state !== 'up') {
+      this.log.info({ sink: this.sink.name, after: afterAttempts }, 'sink is up again');
+      this.state = 'up';
+    }
+    this.lastError = null;
+  }
+
+  /**
+   * Writes refused records to the dead-letter space. A failed write (the journal recovering from
+   * a full disk) is retried with backoff rather than ending the loop: the records stay behind the
+   * cursor meanwhile. True once written, false if halted first.
+   */
+  private async deadLetter(records: readonly StoredRecord[], reason: string): Promise<boolean> {
+    for (let attempt = 0; !this.halted; attempt++) {
+      try {
+        await this.journal.deadLetter(this.sink.name, records, reason);
       } catch (err) {
         if (this.halted) return false;
-        const e = err as Error;
-        this.lastError = e.message;
-        if (err instanceof SinkSendError && !err.retryable) {
-          await this.journal.deadLetter(this.sink.name, records, e.message);
-          this.counters.deadLettered += records.length;
-          this.log.warn(
-            { sink: this.sink.name, records: records.length, firstSeq: records[0].seq, reason: e.message },
-            'upstream refused batch: dead-lettered',
-          );
-          return true;
-        }
-        this.counters.retries++;
-        const retryAfter = err instanceof SinkSendError ? err.retryAfterMs : undefined;
-        const delay = backoffDelay(this.opts.retry, attempt, retryAfter);
+        const msg = describe(err);
+        this.lastError = `dead-letter write failed: ${msg}`;
+        const delay = backoffDelay(this.opts.retry, attempt);
         if (this.state !== 'backoff') {
           this.log.warn(
-            { sink: this.sink.name, err: e.message, retryInMs: Math.round(delay) },
-            'sink send failed, backing off',
+            { sink: this.sink.name, err: msg, records: records.length, retryInMs: Math.round(delay) },
+            'dead-letter write failed, retrying with backoff',
           );
         }
         this.state = 'backoff';
         await this.sleep(delay);
-      } finally {
-        clearTimeout(timer);
-        this.inflight = null;
+        continue;
       }
+      this.counters.deadLettered += records.length;
+      this.log.warn(
+        { sink: this.sink.name, records: records.length, firstSeq: records[0].seq, reason },
+        'upstream refused batch: dead-lettered',
+      );
+      if (attempt > 0) {
+        this.markUp(attempt);
+        this.lastError = reason;
+      }
+      return true;
     }
     return false;
   }
+
+  private async serveReplay(): Promise<void> {
+    const req = this.replayRequest;
+    this.replayRequest = null;
+    if (req === null) return;
+    try {
+      req.resolve(await this.replay(req.limit));
+    } catch (err) {
+      req.reject(err instanceof Error ? err : new Error(describe(err)));
+    }
+  }
+
+  private async replay(limit: number): Promise<ReplayResult> {
+    // Cast until the journal gains listDeadLetters(afterN) and deleteDeadLetters (on main).
+    const store = this.journal as unknown as DeadLetterStore;
+    const name = this.sink.name;
+    let replayed = 0;
+    let kept = 0;
+    let afterN = 0;
+    let early = false;
+    while (!early && !this.halted && replayed + kept < limit) {
+      const page = await store.listDeadLetters(
+        name,
+        Math.min(DEAD_LETTER_PAGE, limit - replayed - kept),
+        afterN,
+      );
+      if (page.length === 0) break;
+      afterN = page[page.length - 1].n;
+      let i = 0;
+      while (i < page.length && !this.halted) {
+        const j = this.replayBatchEnd(page, i);
+        const err = await this.attempt({ epoch: this.journal.epoch, records: this.toRecords(page, i, j) });
+        if (err === null) {
+          replayed += await this.dropReplayed(store, page, i, j);
+          i = j;
+          continue;
+        }
+        if (this.halted) break;
+        const se = err instanceof SinkSendError ? err : null;
+        const acked = se ? Math.min(se.acked, j - i) : 0;
+        if (acked > 0) replayed += await this.dropReplayed(store, page, i, i + acked);
+        i += acked;
+        if (se !== null && !se.retryable) {
+          // Refused again: left where it is, not dead-lettered a second time.
+          const k = Math.max(1, Math.min(se.refused ?? j - i, j - i));
+          kept += k;
+          i += k;
+          continue;
+        }
+        this.lastError = `dead-letter replay: ${describe(err)}`;
+        early = true;
+        break;
+      }
+    }
+    const remaining = (await store.listDeadLetters(name, 1)).length > 0;
+    this.log.info(
+      { sink: name, replayed, refusedAgain: kept, stoppedEarly: early, remaining },
+      'dead letters replayed',
+    );
+    return { replayed, remaining };
+  }
+
+  /** End (exclusive) of the replay batch starting at `from`: the sink's record and byte limits. */
+  private replayBatchEnd(page: DeadLetter[], from: number): number {
+    const { maxRecords, maxBytes } = this.opts.batch;
+    let bytes = page[from].body.length;
+    let j = from + 1;
+    while (j < page.length && j - from < maxRecords && bytes + page[j].body.length <= maxBytes) {
+      bytes += page[j].body.length;
+      j++;
+    }
+    return j;
+  }
+
+  private toRecords(page: DeadLetter[], from: number, to: number): StoredRecord[] {
+    const out: StoredRecord[] = [];
+    for (let k = from; k < to; k++) {
+      const l = page[k];
+      out.push({ seq: l.seq, ts: this.spans.scan(l.body).ts, body: l.body });
+    }
+    return out;
+  }
+
+  private async dropReplayed(
+    store: DeadLetterStore,
+    page: DeadLetter[],
+    from: number,
+    to: number,
+  ): Promise<number> {
+    const ns: number[] = [];
+    for (let k = from; k < to; k++) ns.push(page[k].n);
+    await store.deleteDeadLetters(this.sink.name, ns);
+    this.counters.replayed += ns.length;
+    return ns.length;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function noop(): void {}

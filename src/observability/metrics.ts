@@ -3,7 +3,7 @@ import type { GatewayView } from './gateway-view.ts';
 import { sinkReports } from './gateway-view.ts';
 import { type Sample, SampledMetric } from './sampled-metric.ts';
 
-const SINK_STATES = ['up', 'backoff', 'stalled', 'starting', 'stopped'];
+const SINK_STATES = ['up', 'backoff', 'auth-failing', 'stalled', 'starting', 'stopped'];
 
 /** The Prometheus registry: process metrics plus gateway metrics sampled at scrape time. */
 export function createMetricsRegistry(view: GatewayView): Registry {

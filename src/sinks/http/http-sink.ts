@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Dispatcher, errors as UndiciErrors, Pool as UndiciPool } from 'undici';
-import { SinkSendError } from '../../core/errors.ts';
+import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
 import type { OutboundBatch, Sink } from '../../core/pipeline.ts';
 import { recordId } from '../../core/record.ts';
 import { encodeNdjson, type PayloadEncoding } from './ndjson.ts';
@@ -27,6 +27,7 @@ const ERROR_BODY_LIMIT = 512;
 /**
  * POSTs each batch as NDJSON to one URL over a keep-alive undici pool. Status classes follow
  * what retrying can fix: 2xx delivered; 408, 429 and 5xx (and network errors, timeouts) retry;
+ * 401 and 403 retry too, as auth failures (a token that expired is renewed outside the gateway);
  * any other status is final and the dispatcher dead-letters the batch.
  */
 export class HttpSink implements Sink {
@@ -131,12 +132,16 @@ class PostHandler implements Dispatcher.DispatchHandler {
       return;
     }
     const text = this.text.slice(0, ERROR_BODY_LIMIT).trim();
+    const what = `POST ${this.url}: HTTP ${status}${text ? `: ${text}` : ''}`;
+    // An expired or revoked credential is fixed outside the gateway, not by dead-lettering.
+    if (status === 401 || status === 403) {
+      this.settle(new SinkAuthError(what));
+      return;
+    }
     // No final status at all (a response cut short) is a transport failure: retry.
     const retryable = status < 200 || status === 408 || status === 429 || status >= 500;
     const retryAfter = retryable ? parseRetryAfter(this.retryAfter) : undefined;
-    this.settle(
-      new SinkSendError(`POST ${this.url}: HTTP ${status}${text ? `: ${text}` : ''}`, retryable, retryAfter),
-    );
+    this.settle(new SinkSendError(what, retryable, retryAfter));
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
