@@ -44,8 +44,13 @@ export class GrpcIngestReceiver {
   /** Records that arrived with a seq lower than one already seen and were not duplicates. */
   outOfOrder = 0;
   pushes = 0;
-  /** Decides each call's outcome: OK, or a gRPC status code to fail it with. */
-  respond: (req: PushRequest) => status = () => status.OK;
+  /** Calls that reached the server, also those refused before the handler (a message over its limit). */
+  calls = 0;
+  /**
+   * Decides each call's outcome: OK, a gRPC status code to fail it with, or null to leave it
+   * unanswered (a hung upstream: the caller's deadline or stop() ends it).
+   */
+  respond: (req: PushRequest) => status | null = () => status.OK;
   port = 0;
   private server: Server | null = null;
   private readonly seen = new Set<string>();
@@ -72,7 +77,14 @@ export class GrpcIngestReceiver {
     );
     this.server = server;
     widenFlowControlWindows(server);
+    for (const h2 of http2ServersOf(server)) {
+      h2.on('session', (session: Http2Session) => session.on('stream', this.onStream));
+    }
   }
+
+  private readonly onStream = (): void => {
+    this.calls++;
+  };
 
   /** Stops at once, dropping connections (the upstream goes away). */
   async stop(): Promise<void> {
@@ -83,6 +95,7 @@ export class GrpcIngestReceiver {
   private readonly push = (call: ServerUnaryCall<PushRequest, object>, cb: sendUnaryData<object>): void => {
     this.pushes++;
     const code = this.respond(call.request);
+    if (code === null) return;
     if (code !== status.OK) {
       cb(
         Object.assign(new Error('refused by the test receiver'), {
@@ -120,13 +133,18 @@ export class GrpcIngestReceiver {
  * not the sink's: the advice for upstream implementers in the README).
  */
 function widenFlowControlWindows(server: Server): void {
-  const internals = server as unknown as { http2Servers?: Map<EventEmitter, unknown> };
-  for (const h2 of internals.http2Servers?.keys() ?? []) {
+  for (const h2 of http2ServersOf(server)) {
     h2.on('session', (session: Http2Session) => {
       session.setLocalWindowSize(16 * 1024 * 1024);
       session.settings({ initialWindowSize: 4 * 1024 * 1024 });
     });
   }
+}
+
+/** grpc-js keeps its node:http2 servers private; the receiver reaches in for what it has no option for. */
+function http2ServersOf(server: Server): Iterable<EventEmitter> {
+  const internals = server as unknown as { http2Servers?: Map<EventEmitter, unknown> };
+  return internals.http2Servers?.keys() ?? [];
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
