@@ -11,7 +11,9 @@ import type { OutboundBatch, Sink } from '../../src/core/pipeline.ts';
 import type { RecordInput } from '../../src/core/record.ts';
 import { SinkDispatcher } from '../../src/dispatch/sink-dispatcher.ts';
 import { Journal } from '../../src/journal/journal.ts';
+import { HttpSink } from '../../src/sinks/http/http-sink.ts';
 import { eventually } from '../helpers/daemon.ts';
+import { HttpReceiver } from '../helpers/http-receiver.ts';
 
 const noop = (): void => {};
 const quiet: Logger = { debug: noop, info: noop, warn: noop, error: noop };
@@ -105,5 +107,60 @@ describe('SinkDispatcher', () => {
     await eventually(() => d.position === 300, 'cursor at 300', 10_000, 5);
     expect(sink.seqs).toEqual(range(1, 300));
     expect(d.status().counters).toMatchObject({ delivered: 300, deadLettered: 0, filtered: 0 });
+  });
+});
+
+describe('SinkDispatcher routes', () => {
+  it('a $SYS/x record goes to the sink routed $SYS/#, not to the one routed # [MQTT-4.7.2-1]', async () => {
+    const j = await journal();
+    const topics = ['a/1', '$SYS/x', 'a/2', '$SYS/y/z', 'a/3'];
+    const received: Record<string, string[]> = {};
+    const dispatchers: SinkDispatcher[] = [];
+    for (const [name, routes] of [
+      ['all', ['#']],
+      ['sys', ['$SYS/#']],
+    ] as const) {
+      const rx = new HttpReceiver();
+      await rx.start();
+      cleanups.push(() => rx.stop());
+      received[name] = [];
+      rx.respond = (b) => {
+        for (const r of b.records) received[name].push(r.topic);
+        return { status: 200 };
+      };
+      const sink = new HttpSink({ name, url: rx.url, payloadEncoding: 'utf8', timeoutMs: 5_000 });
+      const d = new SinkDispatcher(
+        sink,
+        j,
+        {
+          routes,
+          batch: { maxRecords: 50, maxBytes: 1 << 20, lingerMs: 0 },
+          retry: { minMs: 10, maxMs: 100 },
+          timeoutMs: 5_000,
+        },
+        quiet,
+      );
+      await d.start();
+      cleanups.push(() => d.stop(1_000));
+      dispatchers.push(d);
+    }
+    await new Promise<void>((resolve, reject) => {
+      let left = topics.length;
+      for (const topic of topics) {
+        j.append(
+          { ts: Date.now(), source: 'test', device: 'd', topic, payload: Buffer.from(topic) },
+          (err) => (err ? reject(err) : --left === 0 && resolve()),
+          null,
+        );
+      }
+    });
+    await eventually(
+      () => dispatchers.every((d) => d.position === topics.length),
+      'both sinks past every record',
+    );
+    expect(received.all).toEqual(['a/1', 'a/2', 'a/3']);
+    expect(received.sys).toEqual(['$SYS/x', '$SYS/y/z']);
+    expect(dispatchers[0].status().counters).toMatchObject({ delivered: 3, filtered: 2 });
+    expect(dispatchers[1].status().counters).toMatchObject({ delivered: 2, filtered: 3 });
   });
 });
