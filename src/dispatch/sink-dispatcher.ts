@@ -109,6 +109,7 @@ export class SinkDispatcher {
   private deliveredAtTick = 0;
   private rateTimer: NodeJS.Timeout | null = null;
   private loop: Promise<void> = Promise.resolve();
+  private stopping: Promise<void> | null = null;
   /** Set by stop(): deliver what is committed, then end. */
   private draining = false;
   /** Set when the grace time is over: abandon the batch in flight (it stays undelivered). */
@@ -172,9 +173,15 @@ export class SinkDispatcher {
 
   /**
    * Stops taking new records, delivers what is committed for up to `graceMs`, then abandons the
-   * batch in flight (it stays behind the cursor and is sent after restart).
+   * batch in flight (it stays behind the cursor and is sent after restart). A second call waits
+   * for the first.
    */
-  async stop(graceMs: number): Promise<void> {
+  stop(graceMs: number): Promise<void> {
+    this.stopping ??= this.doStop(graceMs);
+    return this.stopping;
+  }
+
+  private async doStop(graceMs: number): Promise<void> {
     this.draining = true;
     this.wakeUp();
     const timer = setTimeout(() => {

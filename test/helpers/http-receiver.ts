@@ -1,5 +1,6 @@
 // A real HTTP upstream on loopback that records every NDJSON batch it accepts. Its answer can
-// be switched (status code, Retry-After), and it can be stopped and restarted on the same port.
+// be switched (status code, Retry-After, no answer at all), and it can be stopped and restarted
+// on the same port.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -27,8 +28,11 @@ export class HttpReceiver {
   readonly batches: ReceivedBatch[] = [];
   /** Every record of every accepted (2xx) batch, in arrival order. */
   readonly records: ReceivedRecord[] = [];
-  /** Answer to give: a status, or a function deciding per batch. */
-  respond: (batch: ReceivedBatch) => { status: number; headers?: Record<string, string> } = () => ({
+  /**
+   * Decides the answer to each batch: a status (and headers), or null to leave the request
+   * unanswered (a hung upstream: the client's deadline or stop() ends it).
+   */
+  respond: (batch: ReceivedBatch) => { status: number; headers?: Record<string, string> } | null = () => ({
     status: 200,
   });
   requests = 0;
@@ -72,6 +76,7 @@ export class HttpReceiver {
         .map((l) => JSON.parse(l) as ReceivedRecord);
       const batch = { headers: req.headers, records, bytes: body.length };
       const answer = this.respond(batch);
+      if (answer === null) return;
       if (answer.status >= 200 && answer.status < 300) {
         this.batches.push(batch);
         for (const r of records) this.records.push(r);
