@@ -164,3 +164,50 @@ describe('SinkDispatcher routes', () => {
     expect(dispatchers[1].status().counters).toMatchObject({ delivered: 2, filtered: 3 });
   });
 });
+
+describe('SinkDispatcher failures', () => {
+  it('an unexpected error in the loop is logged once, waited out in backoff, and the loop resumes from its cursor', async () => {
+    const j = await journal();
+    const rx = new HttpReceiver();
+    await rx.start();
+    cleanups.push(() => rx.stop());
+    const errors: string[] = [];
+    const log: Logger = { ...quiet, error: (_o, msg) => errors.push(msg) };
+    const d = new SinkDispatcher(
+      new HttpSink({ name: 'up', url: rx.url, payloadEncoding: 'utf8', timeoutMs: 5_000 }),
+      j,
+      {
+        routes: ['#'],
+        batch: { maxRecords: 10, maxBytes: 1 << 20, lingerMs: 0 },
+        retry: { minMs: 10, maxMs: 100 },
+        timeoutMs: 5_000,
+      },
+      log,
+    );
+    await d.start();
+    cleanups.push(() => d.stop(1_000));
+    await append(j, 1, 10);
+    await eventually(() => d.position === 10, 'the first batch delivered');
+
+    // Injected on the real journal instance: a call the loop makes throwing, as a bug would
+    // (the journal's own failures are covered by the shared sink suite).
+    let broken = true;
+    let thrown = 0;
+    const expiryCutoff = j.expiryCutoff.bind(j);
+    j.expiryCutoff = (...args) => {
+      if (!broken) return expiryCutoff(...args);
+      thrown++;
+      throw new TypeError('injected: not a function');
+    };
+    await append(j, 11, 30);
+    await eventually(() => thrown >= 3, 'the loop failing again after its backoff');
+    expect(d.status()).toMatchObject({ state: 'backoff', cursor: 10 });
+    expect(d.status().lastError).toBe('delivery loop failed: injected: not a function');
+    expect(errors).toEqual(['sink delivery loop failed; resuming from its cursor after a backoff']);
+
+    broken = false;
+    await eventually(() => d.position === 30, 'the loop resumed');
+    expect(rx.records.map((r) => r.seq)).toEqual(range(1, 30));
+    expect(d.status()).toMatchObject({ state: 'up', lastError: null });
+  });
+});
