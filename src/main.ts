@@ -64,7 +64,9 @@ export class Gateway {
       journal: null,
       sources: this.sources,
       dispatchers: this.dispatchers,
-      ready: () => this.listening && this.journal !== null && this.stopping === null,
+      // Not ready while the journal refuses writes (recovering after a failed write): devices
+      // would be refused, so a Service should send them to another node meanwhile.
+      ready: () => this.listening && this.journal?.writable === true && this.stopping === null,
     };
   }
 
@@ -99,6 +101,7 @@ export class Gateway {
         groupCommit: c.journal.groupCommit,
         maxPendingBytes: c.journal.maxPendingBytes,
         lockWaitMs: c.journal.lockWaitMs,
+        deadLetterMaxBytes: c.journal.deadLetterMaxBytes,
       },
       this.log.child({ component: 'journal' }),
     );
@@ -167,6 +170,9 @@ export class Gateway {
   private async doStop(): Promise<void> {
     const t0 = Date.now();
     this.log.info({}, 'shutting down: intake stopped');
+    // A recovery waiting for disk space must not hold shutdown past drainTimeoutMs (the pod
+    // would be SIGKILLed): it stops retrying now.
+    this.journal?.abandonRecovery();
     this.grpc?.setServing(false);
     await Promise.all(
       this.sources.map((s) =>
