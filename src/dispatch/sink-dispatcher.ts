@@ -45,12 +45,6 @@ export interface ReplayResult {
   remaining: boolean;
 }
 
-/** The journal's dead-letter calls a replay needs. */
-interface DeadLetterStore {
-  listDeadLetters(sink: string, limit: number, afterN?: number): Promise<DeadLetter[]>;
-  deleteDeadLetters(sink: string, ns: readonly number[]): Promise<number>;
-}
-
 interface ReplayRequest {
   limit: number;
   resolve: (r: ReplayResult) => void;
@@ -304,6 +298,8 @@ export class SinkDispatcher {
           if (this.draining) return;
           // Caught up: whatever failure held the loop back is over.
           if (this.state === 'backoff' || this.state === 'auth-failing') this.markUp(0);
+          // Asked for while the loop was busy (it wakes only an idle loop): serve it now.
+          if (this.replayRequest !== null) continue;
           this.idle = true;
           await this.sleep(null);
           this.idle = false;
@@ -526,15 +522,13 @@ export class SinkDispatcher {
   }
 
   private async replay(limit: number): Promise<ReplayResult> {
-    // Cast until the journal gains listDeadLetters(afterN) and deleteDeadLetters (on main).
-    const store = this.journal as unknown as DeadLetterStore;
     const name = this.sink.name;
     let replayed = 0;
     let kept = 0;
     let afterN = 0;
     let early = false;
     while (!early && !this.halted && replayed + kept < limit) {
-      const page = await store.listDeadLetters(
+      const page = await this.journal.listDeadLetters(
         name,
         Math.min(DEAD_LETTER_PAGE, limit - replayed - kept),
         afterN,
@@ -546,15 +540,16 @@ export class SinkDispatcher {
         const j = this.replayBatchEnd(page, i);
         const err = await this.attempt({ epoch: this.journal.epoch, records: this.toRecords(page, i, j) });
         if (err === null) {
-          replayed += await this.dropReplayed(store, page, i, j);
+          replayed += await this.dropReplayed(page, i, j);
           i = j;
           continue;
         }
         if (this.halted) break;
         const se = err instanceof SinkSendError ? err : null;
         const acked = se ? Math.min(se.acked, j - i) : 0;
-        if (acked > 0) replayed += await this.dropReplayed(store, page, i, i + acked);
+        if (acked > 0) replayed += await this.dropReplayed(page, i, i + acked);
         i += acked;
+        if (i >= j) continue;
         if (se !== null && !se.retryable) {
           // Refused again: left where it is, not dead-lettered a second time.
           const k = Math.max(1, Math.min(se.refused ?? j - i, j - i));
@@ -567,7 +562,7 @@ export class SinkDispatcher {
         break;
       }
     }
-    const remaining = (await store.listDeadLetters(name, 1)).length > 0;
+    const remaining = (await this.journal.listDeadLetters(name, 1)).length > 0;
     this.log.info(
       { sink: name, replayed, refusedAgain: kept, stoppedEarly: early, remaining },
       'dead letters replayed',
@@ -596,15 +591,10 @@ export class SinkDispatcher {
     return out;
   }
 
-  private async dropReplayed(
-    store: DeadLetterStore,
-    page: DeadLetter[],
-    from: number,
-    to: number,
-  ): Promise<number> {
+  private async dropReplayed(page: DeadLetter[], from: number, to: number): Promise<number> {
     const ns: number[] = [];
     for (let k = from; k < to; k++) ns.push(page[k].n);
-    await store.deleteDeadLetters(this.sink.name, ns);
+    await this.journal.deleteDeadLetters(this.sink.name, ns);
     this.counters.replayed += ns.length;
     return ns.length;
   }
