@@ -4,6 +4,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { GrpcIngestReceiver } from '../../bench/receivers/grpc-ingest-receiver.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import { GrpcSink } from '../../src/sinks/grpc/grpc-sink.ts';
 import { eventually } from '../helpers/daemon.ts';
 import {
@@ -108,5 +109,21 @@ describe('grpc sink: message limit', () => {
     );
     // 1-4 in one call; then 6-10: the refused record was never sent.
     expect(rx.calls).toBe(2);
+  });
+});
+
+describe('grpc sink config: maxMessageBytes', () => {
+  const grpcSink = (extra: Record<string, unknown> = {}) => ({
+    sinks: [{ name: 'up', type: 'grpc', target: 'ingest:443', ...extra }],
+  });
+
+  it('defaults to 4 MiB, takes units, and a bad value names the field', () => {
+    expect(parseConfig(grpcSink(), {}).sinks[0]).toMatchObject({ maxMessageBytes: 4 * MiB });
+    expect(parseConfig(grpcSink({ maxMessageBytes: '16MiB' }), {}).sinks[0]).toMatchObject({
+      maxMessageBytes: 16 * MiB,
+    });
+    expect(() => parseConfig(grpcSink({ maxMessageBytes: 100 }), {})).toThrow(
+      /sinks\[0\]\.maxMessageBytes: must be at least 1024 bytes \(got 100\)/,
+    );
   });
 });
