@@ -388,7 +388,9 @@ describe('faults', () => {
       return arrivals.length === 1 ? { status: 429, headers: { 'retry-after': '1' } } : { status: 200 };
     };
     const dir = tempDir();
-    const daemon = await daemonOn(dir, baseConfig(dir, { sinks: [sinkConfig('cloud', receiver.url)] }));
+    // Retry-After is honoured up to retry.maxMs: 5 s here, above the 1 s asked for.
+    const cloud = sinkConfig('cloud', receiver.url, { retry: { minMs: 50, maxMs: 5_000 } });
+    const daemon = await daemonOn(dir, baseConfig(dir, { sinks: [cloud] }));
     const client = await device(daemon, 'dev-429');
     await client.publishAsync('sensors/t', 'once', { qos: 1 });
 
