@@ -88,7 +88,9 @@ export class Subscription {
       for (const r of records) {
         if (this.ended) return;
         this.pos = r.seq;
-        if (!this.router.matchesAll && !this.router.matches(readTopic(r.body))) continue;
+        // Every record goes through the router, `#` too: it keeps `$` topics from filters that
+        // start with a wildcard [MQTT-4.7.2-1] (and answers `#` for the others at once).
+        if (!this.router.matches(readTopic(r.body))) continue;
         const prefix = recordPrefix(this.log.epoch, r.seq);
         this.sent++;
         if (!this.call.write(Buffer.concat([prefix, r.body], prefix.length + r.body.length))) {
