@@ -64,6 +64,7 @@ export class Gateway {
       journal: null,
       sources: this.sources,
       dispatchers: this.dispatchers,
+      consumers: null,
       ready: () => this.listening && this.journal !== null && this.stopping === null,
     };
   }
@@ -87,6 +88,7 @@ export class Gateway {
     if (c.grpc.enabled) {
       const { GatewayGrpcServer } = await import('./api/grpc/gateway-server.ts');
       this.grpc = new GatewayGrpcServer(c.grpc, this.log.child({ component: 'grpc' }));
+      this.view.consumers = this.grpc.consumers;
       await this.grpc.start();
     }
     const journal = await Journal.open(

@@ -2,9 +2,11 @@
 // real grpc-js client on 127.0.0.1: for tests that need to place records or move the journal's
 // ends directly (topics a device may not publish, trims at a chosen moment).
 
+import http2 from 'node:http2';
 import { join } from 'node:path';
 import { status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
 import { GatewayGrpcServer, type GrpcServerOptions } from '../../src/api/grpc/gateway-server.ts';
+import { loadService } from '../../src/api/grpc/proto.ts';
 import type { Logger } from '../../src/core/logger.ts';
 import { Journal, type JournalOptions } from '../../src/journal/journal.ts';
 import { tempDir } from '../helpers/daemon.ts';
@@ -116,4 +118,61 @@ export function unary<T>(c: GatewayClient, method: string, req: object, deadline
       err ? reject(err) : resolve(res),
     ),
   );
+}
+
+const gatewayService = loadService('edgeferry/v1/gateway.proto', 'Gateway');
+
+export interface RawSub {
+  messages: StreamMessage[];
+  /** Response bytes the client holds but has not read. */
+  buffered(): number;
+  /** Starts reading (and so granting HTTP/2 flow-control window). */
+  read(): void;
+  close(): void;
+}
+
+/**
+ * Subscribe over a bare HTTP/2 stream paused before any data arrives, so it grants no
+ * flow-control window until `read()`: the server writes about one window (64 KiB) and waits.
+ * (A paused grpc-js stream keeps draining the HTTP/2 stream into its own buffers.)
+ */
+export function rawSubscribe(port: number, req: object): RawSub {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => {});
+  const stream = session.request({
+    ':method': 'POST',
+    ':path': '/edgeferry.v1.Gateway/Subscribe',
+    'content-type': 'application/grpc',
+    te: 'trailers',
+  });
+  stream.on('error', () => {});
+  stream.pause();
+  const msg = gatewayService.Subscribe.requestSerialize(req);
+  const frame = Buffer.alloc(5 + msg.length);
+  frame.writeUInt32BE(msg.length, 1);
+  msg.copy(frame, 5);
+  stream.end(frame);
+  const messages: StreamMessage[] = [];
+  let pending: Buffer = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
+    // gRPC length-prefixed messages: 1 byte compressed flag, 4 bytes length.
+    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+      const len = pending.readUInt32BE(1);
+      messages.push(gatewayService.Subscribe.responseDeserialize(pending.subarray(5, 5 + len)));
+      pending = pending.subarray(5 + len);
+    }
+  };
+  return {
+    messages,
+    buffered: () => stream.readableLength,
+    read() {
+      stream.on('data', onData);
+      stream.resume();
+    },
+    close() {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      session.destroy();
+    },
+  };
 }
