@@ -4,9 +4,10 @@
 // Same code either way; dist/ idles about 27 MB lower because the stripper (a WebAssembly build
 // of swc) and the TypeScript sources it keeps are never loaded (bench/tools/idle-rss.ts).
 // EDGEFERRY_FROM_SRC=1 always runs src/ (the tests do, so they test what is in src/).
-// A 4 MiB young generation (V8's default grows to 16-32 MiB) keeps scavenges short and promotes
-// less: measured side by side at 20 000 msg/s, p99 30-33 ms instead of 70-94 ms and 50-70 MB less
-// RSS (bench/README.md). The bench reads the flags from this line, so it runs what users run.
+// A 16 MiB young generation (semi-space): a sink batch on its way upstream dies young instead of
+// being promoted after two 4 MiB scavenges, so draining a backlog adds about half the memory it
+// did with 4 MiB, at no cost to paced p99 (bench/README.md, Memory). The bench reads the flags
+// from this line, so it runs what users run.
 import { fileURLToPath } from 'node:url';
 import { distState } from './dist-stamp.js';
 

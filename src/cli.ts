@@ -93,8 +93,15 @@ function main(argv: string[]): void {
         process.stderr.write('edgeferry: check-config needs a FILE\n');
         process.exit(2);
       }
-      void loadOrExit(file).then((cfg) =>
-        process.stdout.write(`${file}: ok (${cfg.sinks.length} sink${cfg.sinks.length === 1 ? '' : 's'})\n`),
+      loadOrExit(file).then(
+        (cfg) =>
+          process.stdout.write(
+            `${file}: ok (${cfg.sinks.length} sink${cfg.sinks.length === 1 ? '' : 's'})\n`,
+          ),
+        (err) => {
+          process.stderr.write(`edgeferry: check-config failed: ${(err as Error).message}\n`);
+          process.exit(2);
+        },
       );
       return;
     }

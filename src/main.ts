@@ -4,7 +4,6 @@
 // so a gateway without a gRPC sink or API never pays for grpc-js and protobufjs, one without an
 // HTTP sink never for undici.
 
-import type { Logger } from 'pino';
 import type { AdminServer } from './admin/admin-server.ts';
 import type { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
 import type { Config } from './config/schema.ts';
@@ -13,6 +12,7 @@ import type { Sink, Source } from './core/pipeline.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
 import type { GatewayView } from './observability/gateway-view.ts';
+import type { RootLogger } from './observability/logger.ts';
 import type { MqttBrokerSource } from './sources/mqtt-broker/mqtt-broker-source.ts';
 
 type SinkConfig = Config['sinks'][number];
@@ -46,7 +46,7 @@ async function createSink(cfg: SinkConfig, nodeId: string): Promise<Sink> {
 export class Gateway {
   readonly view: GatewayView;
   private readonly config: Config;
-  private readonly log: Logger;
+  private readonly log: RootLogger;
   private journal: Journal | null = null;
   private readonly sources: (Source & { counters: object })[] = [];
   private readonly dispatchers: SinkDispatcher[] = [];
@@ -55,7 +55,7 @@ export class Gateway {
   private listening = false;
   private stopping: Promise<void> | null = null;
 
-  constructor(config: Config, log: Logger) {
+  constructor(config: Config, log: RootLogger) {
     this.config = config;
     this.log = log;
     this.view = {
@@ -65,7 +65,9 @@ export class Gateway {
       sources: this.sources,
       dispatchers: this.dispatchers,
       consumers: null,
-      ready: () => this.listening && this.journal !== null && this.stopping === null,
+      // Not ready while the journal refuses writes (recovering after a failed write): devices
+      // would be refused, so a Service should send them to another node meanwhile.
+      ready: () => this.listening && this.journal?.writable === true && this.stopping === null,
     };
   }
 
@@ -101,6 +103,7 @@ export class Gateway {
         groupCommit: c.journal.groupCommit,
         maxPendingBytes: c.journal.maxPendingBytes,
         lockWaitMs: c.journal.lockWaitMs,
+        deadLetterMaxBytes: c.journal.deadLetterMaxBytes,
       },
       this.log.child({ component: 'journal' }),
     );
@@ -169,6 +172,9 @@ export class Gateway {
   private async doStop(): Promise<void> {
     const t0 = Date.now();
     this.log.info({}, 'shutting down: intake stopped');
+    // A recovery waiting for disk space must not hold shutdown past drainTimeoutMs (the pod
+    // would be SIGKILLed): it stops retrying now.
+    this.journal?.abandonRecovery();
     this.grpc?.setServing(false);
     await Promise.all(
       this.sources.map((s) =>

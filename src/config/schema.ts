@@ -256,6 +256,8 @@ export const configSchema = z.preprocess(
         }),
         maxPendingBytes: bytes().prefault('16MiB'),
         lockWaitMs: timerMs().prefault('30s'),
+        // Dead letters' own disk budget, apart from maxBytes; default a tenth of maxBytes (>= 1 MiB).
+        deadLetterMaxBytes: bytes().optional(),
       }),
       mqtt: section({
         enabled: z.boolean().default(true),

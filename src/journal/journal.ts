@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdirSync, renameSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Level } from 'level';
 import { JournalClosedError, JournalFullError, JournalWriteError } from '../core/errors.ts';
 import { type Logger, ThrottledLog } from '../core/logger.ts';
 import type { AppendCallback, ReadBatch, RecordAppender, RecordLog } from '../core/pipeline.ts';
 import { encodeRecord, type RecordInput, type StoredRecord } from '../core/record.ts';
+import { CLOCK_JUMP_MS, ClockShifts } from './clock-shifts.ts';
 import { DiskReaders } from './disk-readers.ts';
 import {
   CURSORS_GTE,
@@ -14,7 +16,10 @@ import {
   cursorKey,
   deadLetterKey,
   deadLetterPrefix,
+  META_CLOCK_SHIFTS,
   META_CUM_BYTES,
+  META_DL_GTE,
+  META_DL_LT,
   META_EPOCH,
   META_NEXT_SEQ,
   metaDeadLetterCount,
@@ -26,6 +31,8 @@ import {
   recordKey,
   seqOfRecordKey,
   seqValue,
+  sinkOfDeadLetterLedger,
+  writeSeq,
 } from './keys.ts';
 import { TailCache } from './tail-cache.ts';
 import { sealValue, VALUE_HEADER_BYTES, valueBody, valueCum, valueIntact, valueTs } from './value.ts';
@@ -55,6 +62,16 @@ export interface JournalOptions {
   /** In-memory tail for sinks that keep up. */
   tailRecords?: number;
   tailBytes?: number;
+  /**
+   * Disk budget of the dead letters (keys and values), apart from `maxBytes`: past it the oldest
+   * are dropped and counted. Default: a tenth of `maxBytes`, at least 1 MiB.
+   */
+  deadLetterMaxBytes?: number;
+  /**
+   * The clocks TTL ages records by. Tests pass their own to jump the wall clock; changing the
+   * machine's clock would disturb everything else running on it.
+   */
+  clock?: { wall(): number; mono(): number };
 }
 
 /** Counters read by the metrics collector at scrape time: the hot path only increments fields. */
@@ -68,8 +85,20 @@ export interface JournalCounters {
   corrupt: number;
   quarantined: number;
   deadLettered: number;
+  /** Dead letters dropped, oldest first, to keep them within `deadLetterMaxBytes`. */
+  deadLettersDropped: number;
   /** Reopens of the database after a failed write. */
   reopened: number;
+  /** Wall-clock jumps seen (TTL ages records across them: see clock-shifts.ts). */
+  clockJumps: number;
+}
+
+/** What one sink's dead letters take, kept in the ledger and in memory. */
+export interface DeadLetterStats {
+  /** Number of the newest dead letter ever kept (numbers are never reused). */
+  last: number;
+  count: number;
+  bytes: number;
 }
 
 export interface DeadLetter {
@@ -129,6 +158,8 @@ const DROP_CHUNK_FRACTION = 0.05;
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024;
 const RECOVERY_RETRY_MS = 1000;
+const MIN_DEAD_LETTER_BYTES = 1024 * 1024;
+const CLOCK_CHECK_MS = 1000;
 const RECOVERING = new Error('the journal is reopening after a write error');
 /** Records and body bytes one disk nextv() may return. */
 const READ_STEP_RECORDS = 1000;
@@ -160,7 +191,9 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     corrupt: 0,
     quarantined: 0,
     deadLettered: 0,
+    deadLettersDropped: 0,
     reopened: 0,
+    clockJumps: 0,
   };
 
   private db: Db;
@@ -170,6 +203,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private closeRequested = false;
   /** The last recovery gave up: the database is closed and nothing is pending on it. */
   private unrecovered = false;
+  /** Cuts the wait between two reopen attempts short at shutdown. */
+  private recoveryAbort = new AbortController();
   private readonly opts: JournalOptions;
   private readonly log: Logger;
   private firstSeq: number;
@@ -180,7 +215,15 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   /** Cursor moves not yet on disk, and who waits for them; written with the next group commit. */
   private dirtyCursors = new Set<string>();
   private cursorWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
-  private readonly deadLetterCounts = new Map<string, number>();
+  private dlStats = new Map<string, DeadLetterStats>();
+  /** Dead-letter writes and deletes, one at a time: each reads and rewrites its sink's ledger. */
+  private dlChain: Promise<unknown> = Promise.resolve();
+  private readonly deadLetterMaxBytes: number;
+  private clockShifts: ClockShifts;
+  private readonly clock: { wall(): number; mono(): number };
+  private clockTimer: NodeJS.Timeout | null = null;
+  private lastWall = 0;
+  private lastMono = 0;
   private readonly tail: TailCache;
   private readonly diskReaders = new DiskReaders();
   /** A full or failing disk fails every commit: one line a second says so, with a count. */
@@ -214,6 +257,10 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.firstCum = state.firstCum;
     this.nextCum = state.nextCum;
     for (const [k, v] of state.cursors) this.cursors.set(k, v);
+    this.dlStats = state.deadLetters;
+    this.deadLetterMaxBytes = opts.deadLetterMaxBytes ?? Math.max(MIN_DEAD_LETTER_BYTES, opts.maxBytes / 10);
+    this.clockShifts = state.clockShifts;
+    this.clock = opts.clock ?? { wall: Date.now, mono: performance.now.bind(performance) };
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     // A reader that keeps up is a batch or two behind; more tail only holds memory (and, with
     // every sink down, holds it for nothing).
@@ -226,8 +273,9 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   /**
    * Opens (or creates) the journal at `opts.path`. A held lock is waited for up to
    * `lockWaitMs`; a database that cannot be opened for corruption or torn files is moved aside
-   * (`<path>.corrupt-<time>`) and a fresh one started, so the daemon comes up instead of
-   * crash-looping.
+   * (into `<path>/corrupt-<time>/`) and a fresh one started, so the daemon comes up instead of
+   * crash-looping. Any other failure to open (a full or read-only disk, EIO, EMFILE) is an
+   * error: moving a healthy backlog aside would not fix it.
    */
   static async open(opts: JournalOptions, log: Logger): Promise<Journal> {
     let quarantined = 0;
@@ -255,8 +303,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
           continue;
         }
         if (isDamaged(cause) && quarantined === 0) {
-          const aside = `${opts.path}.corrupt-${Date.now()}`;
-          renameSync(opts.path, aside);
+          const aside = quarantine(opts.path, Date.now());
           quarantined++;
           log.error(
             { path: opts.path, movedTo: aside, reason: cause?.message },
@@ -368,9 +415,9 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.pendingBytes -= batch.bytes;
     // What arrived during the write has waited long enough: commit it now. (Cursor moves alone
     // wait for their timer.)
-    if (this.ready.length > 0 || this.pending.values.length > 0) {
-      this.flush();
-    } else {
+    if (this.ready.length > 0 || this.pending.values.length > 0) this.flush();
+    // Not writing again (nothing queued, or a recovery began): whoever waits for idle goes on.
+    if (!this.writing) {
       const resolve = this.writeIdleResolve;
       this.writeIdleResolve = null;
       resolve?.();
@@ -385,34 +432,38 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
 
   private async commit(batch: Pending): Promise<void> {
     let accept = batch.values.length;
-    if (this.bytes() + batch.bytes > this.opts.maxBytes) {
-      if (this.opts.onFull === 'drop-oldest') {
-        await this.dropOldest(this.bytes() + batch.bytes - this.opts.maxBytes);
-      } else {
-        // Accept the prefix that fits; refuse the rest (their sources send no ack).
-        let room = this.opts.maxBytes - this.bytes();
-        accept = 0;
-        while (accept < batch.values.length && batch.values[accept].length + RECORD_KEY_BYTES <= room) {
-          room -= batch.values[accept].length + RECORD_KEY_BYTES;
-          accept++;
-        }
-        if (accept < batch.values.length) {
-          const err = new JournalFullError(this.opts.maxBytes);
-          this.counters.rejected += batch.values.length - accept;
-          for (let i = accept; i < batch.values.length; i++) batch.cbs[i]?.(err, 0, batch.states[i]);
-        }
-      }
-    }
-    const cursors = this.takeDirtyCursors();
-    if (accept === 0 && cursors.ops.length === 0) return;
+    let cursors: DirtyCursors | null = null;
+    let wb: ReturnType<Db['batch']> | null = null;
     const seq0 = this.lastSeq + 1;
     let cum = this.nextCum;
-    const last = seq0 + accept - 1;
-    // A chained batch: each put goes straight into LevelDB's WriteBatch. An array of
-    // { type, key, value } objects costs the main thread 0.7-1.2 µs a record in napi property
-    // reads, against 0.3-0.4 µs this way (1000-record batches of 240 B, standalone).
-    const wb = this.db.batch();
     try {
+      if (this.bytes() + batch.bytes > this.opts.maxBytes) {
+        if (this.opts.onFull === 'drop-oldest') {
+          // Inside the try: a failed drop fails this batch like a failed write (callbacks, recovery).
+          await this.dropOldest(this.bytes() + batch.bytes - this.opts.maxBytes);
+          cum = this.nextCum;
+        } else {
+          // Accept the prefix that fits; refuse the rest (their sources send no ack).
+          let room = this.opts.maxBytes - this.bytes();
+          accept = 0;
+          while (accept < batch.values.length && batch.values[accept].length + RECORD_KEY_BYTES <= room) {
+            room -= batch.values[accept].length + RECORD_KEY_BYTES;
+            accept++;
+          }
+          if (accept < batch.values.length) {
+            const err = new JournalFullError(this.opts.maxBytes);
+            this.counters.rejected += batch.values.length - accept;
+            for (let i = accept; i < batch.values.length; i++) batch.cbs[i]?.(err, 0, batch.states[i]);
+          }
+        }
+      }
+      cursors = this.takeDirtyCursors();
+      if (accept === 0 && cursors.ops.length === 0) return;
+      const last = seq0 + accept - 1;
+      // A chained batch: each put goes straight into LevelDB's WriteBatch. An array of
+      // { type, key, value } objects costs the main thread 0.7-1.2 µs a record in napi property
+      // reads, against 0.3-0.4 µs this way (1000-record batches of 240 B, standalone).
+      wb = this.db.batch();
       for (let i = 0; i < accept; i++) {
         const v = batch.values[i];
         sealValue(v, cum, batch.ts[i]);
@@ -426,7 +477,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       for (const op of cursors.ops) wb.put(op.key, op.value);
       await wb.write({ sync: this.opts.fsync });
     } catch (cause) {
-      await wb.close().catch(noop);
+      await wb?.close().catch(noop);
       // Nothing of this batch is committed and no state moved: the next batch reuses these seqs,
       // so the log stays gap-free. Sources get the error and send no ack.
       this.counters.writeErrors++;
@@ -439,8 +490,10 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
         );
       }
       for (let i = 0; i < accept; i++) batch.cbs[i]?.(err, 0, batch.states[i]);
-      for (const name of cursors.names) if (this.cursors.has(name)) this.dirtyCursors.add(name);
-      for (const w of cursors.waiters) w.reject(err);
+      if (cursors) {
+        for (const name of cursors.names) if (this.cursors.has(name)) this.dirtyCursors.add(name);
+        for (const w of cursors.waiters) w.reject(err);
+      }
       this.startRecovery(cause);
       return;
     }
@@ -450,6 +503,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       this.firstSeq = seq0;
       this.firstCum = this.nextCum;
     }
+    const last = seq0 + accept - 1;
     this.lastSeq = last;
     this.nextCum = cum;
     this.counters.appended += accept;
@@ -462,11 +516,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.emit('commit', last);
   }
 
-  private takeDirtyCursors(): {
-    names: string[];
-    ops: { type: 'put'; key: Buffer; value: Buffer }[];
-    waiters: { resolve: () => void; reject: (err: Error) => void }[];
-  } {
+  private takeDirtyCursors(): DirtyCursors {
     const names = [...this.dirtyCursors];
     this.dirtyCursors.clear();
     const waiters = this.cursorWaiters;
@@ -512,9 +562,15 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   }
 
   private async recover(): Promise<void> {
+    // A group commit in flight still uses the old database: let it end first.
+    while (this.writing) await this.writeIdle;
     for (;;) {
       await this.diskReaders.closeAll();
       await this.db.close().catch(noop);
+      if (this.closeRequested) {
+        this.unrecovered = true;
+        return;
+      }
       const db: Db = new Level<Buffer, Buffer>(this.path, dbOptions(this.opts.maxBytes));
       try {
         await db.open();
@@ -534,8 +590,41 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
           this.unrecovered = true;
           return;
         }
-        await sleep(RECOVERY_RETRY_MS);
+        await sleep(RECOVERY_RETRY_MS, undefined, { signal: this.recoveryAbort.signal }).catch(noop);
       }
+    }
+  }
+
+  /**
+   * Shutdown has begun: a recovery in progress stops retrying (its wait is cut short) and a
+   * write failing from now on starts none, so nothing waits for space that may never return.
+   * Records already refused stay unacknowledged; cursor moves not yet written are resent after
+   * restart (at-least-once).
+   */
+  abandonRecovery(): void {
+    this.closeRequested = true;
+    this.recoveryAbort.abort();
+  }
+
+  /**
+   * Runs a write other than a group commit (dead letters, cursor registration and removal,
+   * range deletes, the clock ledger). It fails the way a group commit does: the journal goes into
+   * recovery (a failed LevelDB write may have left a torn log tail) and the caller gets a
+   * retryable JournalWriteError. While a recovery runs it fails at once, with the same error.
+   */
+  private async writeOp<T>(op: (db: Db) => Promise<T>): Promise<T> {
+    if (this.closed) throw new JournalClosedError();
+    if (this.recovering || this.unrecovered) throw new JournalWriteError(RECOVERING);
+    try {
+      return await op(this.db);
+    } catch (cause) {
+      if (this.closed) throw new JournalClosedError();
+      this.counters.writeErrors++;
+      const suppressed = this.writeErrorLog.take();
+      if (suppressed >= 0)
+        this.log.error({ err: (cause as Error).message, suppressed }, 'journal write failed');
+      this.startRecovery(cause);
+      throw new JournalWriteError(cause);
     }
   }
 
@@ -545,6 +634,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.lastSeq = state.lastSeq;
     this.firstCum = state.firstCum;
     this.nextCum = state.nextCum;
+    this.dlStats = state.deadLetters;
+    this.clockShifts = state.clockShifts;
     this.tail.dropBefore(state.lastSeq + 1);
     for (const name of this.cursors.keys()) this.dirtyCursors.add(name);
     if (this.dirtyCursors.size > 0 && this.cursorTimer === null) {
@@ -557,7 +648,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     return this.recovering === null && !this.closed;
   }
 
-  /** The database, once any recovery is over. */
+  /** The database, once any recovery is over (for reads; a recovery at shutdown ends at once). */
   private async usable(): Promise<Db> {
     while (this.recovering) await this.recovering;
     return this.db;
@@ -583,9 +674,17 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     return this.records > 0 ? this.nextCum - this.firstCum : 0;
   }
 
-  /** Records older than this ts (ms) are expired; 0 without a TTL. */
-  expiryCutoff(now = Date.now()): number {
-    return this.opts.ttlMs ? now - this.opts.ttlMs : 0;
+  /**
+   * Records older than this ts (ms) are expired; 0 without a TTL. With `seq`, the cutoff for
+   * that record: moved by the wall-clock jumps since it was committed (clock-shifts.ts), so a
+   * record taken before an NTP step is aged by the time it really spent here.
+   */
+  expiryCutoff(now = this.clock.wall(), seq?: number): number {
+    if (!this.opts.ttlMs) return 0;
+    const cutoff = now - this.opts.ttlMs;
+    return seq === undefined || this.clockShifts.size === 0
+      ? cutoff
+      : cutoff - this.clockShifts.offsetFor(seq);
   }
 
   /**
@@ -683,8 +782,14 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       this.tail.read(seq, 1, 1, out);
       return out[0]?.ts;
     }
-    const v = await (await this.usable()).get(recordKey(seq));
-    return v && valueIntact(v) ? valueTs(v) : undefined;
+    // Metrics and status ask this: they answer from memory, never wait for a recovery.
+    if (this.recovering || this.unrecovered || this.closed) return undefined;
+    try {
+      const v = await this.db.get(recordKey(seq));
+      return v && valueIntact(v) ? valueTs(v) : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   get maxBytes(): number {
@@ -702,8 +807,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     const existing = this.cursors.get(name);
     if (existing !== undefined) return existing;
     const pos = Math.max(0, Math.min(initial, this.lastSeq));
+    await this.writeOp((db) => db.put(cursorKey(name), seqValue(pos)));
     this.cursors.set(name, pos);
-    await (await this.usable()).put(cursorKey(name), seqValue(pos));
     return pos;
   }
 
@@ -739,8 +844,13 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.dirtyCursors.delete(name);
     // A batch in flight may still write its old position: delete after it.
     await this.sync();
-    await (await this.usable()).del(cursorKey(name));
-    this.scheduleTrim();
+    try {
+      await this.writeOp((db) => db.del(cursorKey(name)));
+    } finally {
+      // Gone from memory either way; a key left on disk comes back at the next start, where
+      // whoever removed it (stale sink, expired consumer) removes it again.
+      this.scheduleTrim();
+    }
   }
 
   private readonly onCursorTimer = (): void => {
@@ -761,7 +871,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
 
   /** Deletes records every cursor has passed. Without cursors nothing is trimmed. */
   async trim(): Promise<void> {
-    if (this.cursors.size === 0) return;
+    if (this.cursors.size === 0 || this.recovering || this.closed) return;
     let min = Number.POSITIVE_INFINITY;
     for (const v of this.cursors.values()) min = Math.min(min, v);
     const upTo = Math.min(min, this.lastSeq);
@@ -769,22 +879,28 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     await this.deleteBefore(upTo + 1);
   }
 
-  /** Removes [firstSeq, seq) in one range delete and moves the ledger's first position. */
+  /**
+   * Removes [firstSeq, seq) in one range delete, then moves the ledger's first position: a
+   * delete that fails leaves the position (and the bytes count) where the records still are.
+   */
   private async deleteBefore(seq: number): Promise<number> {
     const from = this.firstSeq;
     if (seq <= from) return 0;
     const newFirstCum = seq > this.lastSeq ? this.nextCum : await this.cumAt(seq);
+    await this.writeOp((db) => db.clear({ gte: recordKey(from), lt: recordKey(seq) }));
     // A TTL sweep and a budget drop may race; the position only ever moves forward.
     if (seq <= this.firstSeq) return 0;
+    const dropped = seq - this.firstSeq;
     this.firstSeq = seq;
     this.firstCum = newFirstCum;
     this.tail.dropBefore(seq);
-    await (await this.usable()).clear({ gte: recordKey(from), lt: recordKey(seq) });
-    return seq - from;
+    if (this.clockShifts.prune(seq)) this.saveClockShifts();
+    return dropped;
   }
 
+  /** Reads for the writer and the sweeps: the current database, never a wait for recovery. */
   private async cumAt(seq: number): Promise<number> {
-    const v = await (await this.usable()).get(recordKey(seq));
+    const v = await this.db.get(recordKey(seq));
     return v && valueIntact(v) ? valueCum(v) : this.firstCum;
   }
 
@@ -804,19 +920,23 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   }
 
   /** Smallest retained seq whose value satisfies `pred` (monotone), or lastSeq + 1. */
-  private async searchSeq(pred: (value: Buffer) => boolean): Promise<number> {
+  private async searchSeq(pred: (value: Buffer, seq: number) => boolean): Promise<number> {
     let lo = this.firstSeq;
     let hi = this.lastSeq + 1;
     while (lo < hi) {
       const mid = Math.floor((lo + hi) / 2);
-      const v = await (await this.usable()).get(recordKey(mid));
-      if (v === undefined || !valueIntact(v) || pred(v)) hi = mid;
+      const v = await this.db.get(recordKey(mid));
+      if (v === undefined || !valueIntact(v) || pred(v, mid)) hi = mid;
       else lo = mid + 1;
     }
     return lo;
   }
 
   private startTtlSweeps(): void {
+    this.lastWall = this.clock.wall();
+    this.lastMono = this.clock.mono();
+    this.clockTimer = setInterval(this.checkClock, CLOCK_CHECK_MS);
+    this.clockTimer.unref();
     const ttl = this.opts.ttlMs;
     if (!ttl) return;
     const every = Math.max(50, Math.min(ttl / 10, 1000));
@@ -826,11 +946,45 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.ttlTimer.unref();
   }
 
+  /**
+   * Compares the wall clock's progress with the monotonic clock's: a difference past
+   * CLOCK_JUMP_MS is a jump (an NTP step, an operator's `date -s`), logged, counted and
+   * remembered for the records kept so far (clock-shifts.ts).
+   */
+  private readonly checkClock = (): void => {
+    const wall = this.clock.wall();
+    const mono = this.clock.mono();
+    const jump = wall - this.lastWall - (mono - this.lastMono);
+    this.lastWall = wall;
+    this.lastMono = mono;
+    if (Math.abs(jump) < CLOCK_JUMP_MS) return;
+    this.counters.clockJumps++;
+    this.log.warn(
+      { jumpMs: Math.round(jump), lastSeq: this.lastSeq, records: this.records },
+      'wall clock jumped: records kept so far are aged by the time they spent here',
+    );
+    if (this.records === 0) return;
+    this.clockShifts.add(this.lastSeq, jump);
+    this.saveClockShifts();
+  };
+
+  /** Runs a clock check now (tests; the timer does it every second). */
+  checkClockNow(): void {
+    this.checkClock();
+  }
+
+  private saveClockShifts(): void {
+    const value = this.clockShifts.encode();
+    // Off the hot path and rare; a failure is a write failure like any other (recovery).
+    this.writeOp((db) => db.put(META_CLOCK_SHIFTS, value)).catch(noop);
+  }
+
   /** Drops records past their TTL: counted, and never read again. */
   async sweepExpired(): Promise<number> {
     const cutoff = this.expiryCutoff();
-    if (cutoff === 0 || this.records === 0 || this.closed) return 0;
-    const upTo = await this.searchSeq((v) => valueTs(v) >= cutoff);
+    if (cutoff === 0 || this.records === 0 || this.closed || this.recovering) return 0;
+    const shifts = this.clockShifts;
+    const upTo = await this.searchSeq((v, seq) => valueTs(v) + shifts.offsetFor(seq) >= cutoff);
     const dropped = await this.deleteBefore(upTo);
     if (dropped > 0) {
       this.counters.droppedTtl += dropped;
@@ -841,49 +995,140 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
 
   // ---- dead letters ----------------------------------------------------------------------
 
-  /** Keeps records a sink's upstream refused for good, with the reason, for inspection. */
-  async deadLetter(sink: string, records: readonly StoredRecord[], reason: string): Promise<void> {
-    if (records.length === 0) return;
-    const base = this.deadLetterCounts.get(sink) ?? (await this.readDeadLetterCount(sink));
-    // Reserve the numbers before the write, so two concurrent calls never share keys.
-    const reserved = Math.max(base, this.deadLetterCounts.get(sink) ?? 0);
-    this.deadLetterCounts.set(sink, reserved + records.length);
-    let n = reserved;
-    const reasonBuf = Buffer.from(reason);
-    const ops: { type: 'put'; key: Buffer; value: Buffer }[] = [];
-    const at = Date.now();
-    for (const r of records) {
-      n++;
-      const v = Buffer.allocUnsafe(2 + reasonBuf.length + 8 + 8 + r.body.length);
-      v.writeUInt16BE(reasonBuf.length, 0);
-      reasonBuf.copy(v, 2);
-      let pos = 2 + reasonBuf.length;
-      v.writeDoubleBE(at, pos);
-      pos += 8;
-      v.writeDoubleBE(r.seq, pos);
-      pos += 8;
-      r.body.copy(v, pos);
-      ops.push({ type: 'put', key: deadLetterKey(sink, n), value: v });
+  /**
+   * Keeps records a sink's upstream refused for good, with the reason, for inspection, replay or
+   * deletion. Dead letters have their own budget (`deadLetterMaxBytes`): past it the oldest are
+   * dropped, from the sink that keeps the most, and counted. A failed write rejects with a
+   * retryable JournalWriteError (and the journal recovers): the caller tries again.
+   */
+  deadLetter(sink: string, records: readonly StoredRecord[], reason: string): Promise<void> {
+    if (records.length === 0) return Promise.resolve();
+    return this.serialDeadLetters(() => this.writeDeadLetters(sink, records, reason));
+  }
+
+  private serialDeadLetters<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.dlChain.then(fn, fn);
+    this.dlChain = run.catch(noop);
+    return run;
+  }
+
+  private async writeDeadLetters(
+    sink: string,
+    records: readonly StoredRecord[],
+    reason: string,
+  ): Promise<void> {
+    const next = { ...(this.dlStats.get(sink) ?? { last: 0, count: 0, bytes: 0 }) };
+    const reasonBuf = Buffer.from(
+      reason.length > MAX_REASON_CHARS ? reason.slice(0, MAX_REASON_CHARS) : reason,
+    );
+    const at = this.clock.wall();
+    const wb = this.db.batch();
+    try {
+      for (const r of records) {
+        const key = deadLetterKey(sink, ++next.last);
+        const v = Buffer.allocUnsafe(2 + reasonBuf.length + 8 + 8 + r.body.length);
+        v.writeUInt16BE(reasonBuf.length, 0);
+        reasonBuf.copy(v, 2);
+        let pos = 2 + reasonBuf.length;
+        v.writeDoubleBE(at, pos);
+        pos += 8;
+        v.writeDoubleBE(r.seq, pos);
+        pos += 8;
+        r.body.copy(v, pos);
+        wb.put(key, v);
+        next.count++;
+        next.bytes += key.length + v.length;
+      }
+      wb.put(metaDeadLetterCount(sink), deadLetterLedger(next));
+      await this.writeOp(() => wb.write({ sync: this.opts.fsync }));
+    } catch (err) {
+      await wb.close().catch(noop);
+      throw err;
     }
-    ops.push({ type: 'put', key: metaDeadLetterCount(sink), value: seqValue(n) });
-    await (await this.usable()).batch(ops, { sync: this.opts.fsync });
+    this.dlStats.set(sink, next);
     this.counters.deadLettered += records.length;
+    await this.keepDeadLettersInBudget();
   }
 
-  private async readDeadLetterCount(sink: string): Promise<number> {
-    const v = await (await this.usable()).get(metaDeadLetterCount(sink));
-    return v ? readSeq(v, 0) : 0;
+  /** Drops the oldest dead letters of the sink keeping the most bytes until all fit the budget. */
+  private async keepDeadLettersInBudget(): Promise<void> {
+    for (;;) {
+      let total = 0;
+      let victim: string | null = null;
+      let most = 0;
+      for (const [sink, st] of this.dlStats) {
+        total += st.bytes;
+        if (st.bytes > most) {
+          most = st.bytes;
+          victim = sink;
+        }
+      }
+      const excess = total - this.deadLetterMaxBytes;
+      if (excess <= 0 || victim === null) return;
+      const prefix = deadLetterPrefix(victim);
+      const next = { ...(this.dlStats.get(victim) as DeadLetterStats) };
+      const keys: Buffer[] = [];
+      let freed = 0;
+      for await (const [key, v] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix), limit: 1000 })) {
+        keys.push(key);
+        freed += key.length + v.length;
+        if (freed >= excess) break;
+      }
+      if (keys.length === 0) {
+        // The ledger counts bytes no key holds (an older layout): believe the keys.
+        next.count = 0;
+        next.bytes = 0;
+      } else {
+        next.count = Math.max(0, next.count - keys.length);
+        next.bytes = Math.max(0, next.bytes - freed);
+      }
+      await this.writeOp((db) =>
+        db.batch([
+          ...keys.map((key) => ({ type: 'del' as const, key })),
+          { type: 'put' as const, key: metaDeadLetterCount(victim), value: deadLetterLedger(next) },
+        ]),
+      );
+      this.dlStats.set(victim, next);
+      this.counters.deadLettersDropped += keys.length;
+      this.log.warn(
+        { sink: victim, dropped: keys.length, deadLetterMaxBytes: this.deadLetterMaxBytes },
+        'dead letters over their budget: dropped the oldest',
+      );
+    }
   }
 
+  /** Dead letters `sink` keeps now (not the number ever dead-lettered). */
   async deadLetterCount(sink: string): Promise<number> {
-    return this.deadLetterCounts.get(sink) ?? (await this.readDeadLetterCount(sink));
+    return this.dlStats.get(sink)?.count ?? 0;
   }
 
-  async listDeadLetters(sink: string, limit: number): Promise<DeadLetter[]> {
+  /** Per sink, from memory: dead letters kept and their bytes on disk. */
+  deadLetterSummary(): { sink: string; count: number; bytes: number }[] {
+    return [...this.dlStats].map(([sink, st]) => ({ sink, count: st.count, bytes: st.bytes }));
+  }
+
+  /** Bytes all dead letters take, and their budget. */
+  get deadLetterBytes(): number {
+    let total = 0;
+    for (const st of this.dlStats.values()) total += st.bytes;
+    return total;
+  }
+
+  get deadLetterBudget(): number {
+    return this.deadLetterMaxBytes;
+  }
+
+  /**
+   * Dead letters of `sink` numbered above `afterN`, oldest first: at most `limit`, which is
+   * clamped to 1..MAX_DEAD_LETTER_PAGE, so one call never builds an unbounded answer.
+   */
+  async listDeadLetters(sink: string, limit: number, afterN = 0): Promise<DeadLetter[]> {
+    const page = Math.min(MAX_DEAD_LETTER_PAGE, Math.max(1, Math.floor(limit) || 1));
     const prefix = deadLetterPrefix(sink);
     const out: DeadLetter[] = [];
     const db = await this.usable();
-    for await (const [key, v] of db.iterator({ gte: prefix, lt: prefixEnd(prefix), limit })) {
+    const from = deadLetterKey(sink, Math.max(0, Math.floor(afterN)));
+    for await (const [key, v] of db.iterator({ gt: from, lt: prefixEnd(prefix), limit: page })) {
       const rlen = v.readUInt16BE(0);
       const reason = v.toString('utf8', 2, 2 + rlen);
       let pos = 2 + rlen;
@@ -896,38 +1141,80 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     return out;
   }
 
+  /** Deletes the dead letters of `sink` numbered `ns`; returns how many existed and went. */
+  deleteDeadLetters(sink: string, ns: readonly number[]): Promise<number> {
+    return this.serialDeadLetters(async () => {
+      const st = this.dlStats.get(sink);
+      if (!st || ns.length === 0) return 0;
+      const keys = [...new Set(ns)]
+        .filter((n) => Number.isSafeInteger(n) && n > 0)
+        .map((n) => deadLetterKey(sink, n));
+      const values = await (await this.usable()).getMany(keys);
+      const next = { ...st };
+      const ops: ({ type: 'del'; key: Buffer } | { type: 'put'; key: Buffer; value: Buffer })[] = [];
+      for (let i = 0; i < keys.length; i++) {
+        const v = values[i];
+        if (v === undefined) continue;
+        ops.push({ type: 'del', key: keys[i] });
+        next.count = Math.max(0, next.count - 1);
+        next.bytes = Math.max(0, next.bytes - keys[i].length - v.length);
+      }
+      if (ops.length === 0) return 0;
+      ops.push({ type: 'put', key: metaDeadLetterCount(sink), value: deadLetterLedger(next) });
+      await this.writeOp((db) => db.batch(ops));
+      this.dlStats.set(sink, next);
+      return ops.length - 1;
+    });
+  }
+
   // ---- lifecycle -------------------------------------------------------------------------
 
-  /** Resolves once everything appended so far is committed (or has failed). */
+  /**
+   * Resolves once everything appended so far is committed (or has failed). It does not wait
+   * for a recovery: a recovery refuses what was queued, so nothing is left to commit but cursor
+   * moves, which are written once the database is reopened.
+   */
   async sync(): Promise<void> {
-    while (
-      !this.unrecovered &&
-      (this.writing || this.ready.length > 0 || this.pending.values.length > 0 || this.dirtyCursors.size > 0)
-    ) {
-      if (this.recovering) {
-        await this.recovering;
+    for (;;) {
+      if (this.writing) {
+        await this.writeIdle;
         continue;
       }
-      if (!this.writing) this.flush();
-      await this.writeIdle;
+      if (this.recovering || this.unrecovered || this.closed) return;
+      if (this.ready.length === 0 && this.pending.values.length === 0 && this.dirtyCursors.size === 0) return;
+      this.flush();
+      if (!this.writing) return;
     }
   }
 
-  /** Commits what is pending, waits for the write in flight, and closes LevelDB. */
+  /**
+   * Commits what is pending, waits for the write in flight, and closes LevelDB. A recovery in
+   * progress is abandoned (see abandonRecovery), so close never waits for disk space.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closeRequested = true;
+    this.abandonRecovery();
     await this.sync();
+    if (this.recovering) await this.recovering;
     this.closed = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     if (this.flushImmediate) clearImmediate(this.flushImmediate);
     if (this.cursorTimer) clearTimeout(this.cursorTimer);
     if (this.trimTimer) clearTimeout(this.trimTimer);
     if (this.ttlTimer) clearInterval(this.ttlTimer);
+    if (this.clockTimer) clearInterval(this.clockTimer);
     await this.trimming;
+    await this.dlChain;
     await this.diskReaders.closeAll();
-    await this.db.close();
+    if (this.unrecovered) await this.db.close().catch(noop);
+    else await this.db.close();
   }
+}
+
+interface DirtyCursors {
+  names: string[];
+  ops: { type: 'put'; key: Buffer; value: Buffer }[];
+  waiters: { resolve: () => void; reject: (err: Error) => void }[];
 }
 
 interface OpenState {
@@ -937,7 +1224,47 @@ interface OpenState {
   firstCum: number;
   nextCum: number;
   cursors: Map<string, number>;
+  deadLetters: Map<string, DeadLetterStats>;
+  clockShifts: ClockShifts;
   quarantined: number;
+}
+
+/** Longest dead-letter reason kept (an upstream's error text is cut there). */
+const MAX_REASON_CHARS = 1024;
+/** Most dead letters one listDeadLetters call returns. */
+export const MAX_DEAD_LETTER_PAGE = 1000;
+
+function deadLetterLedger(st: DeadLetterStats): Buffer {
+  const b = Buffer.allocUnsafe(24);
+  writeSeq(b, 0, st.last);
+  b.writeDoubleBE(st.count, 8);
+  b.writeDoubleBE(st.bytes, 16);
+  return b;
+}
+
+/**
+ * Every sink's dead-letter ledger. A ledger from before the dead-letter budget holds only the
+ * last number: its count and bytes are counted once from the keys.
+ */
+async function readDeadLetterStats(db: Db): Promise<Map<string, DeadLetterStats>> {
+  const out = new Map<string, DeadLetterStats>();
+  for await (const [key, value] of db.iterator({ gte: META_DL_GTE, lt: META_DL_LT })) {
+    const sink = sinkOfDeadLetterLedger(key);
+    const last = readSeq(value, 0);
+    if (value.length >= 24) {
+      out.set(sink, { last, count: value.readDoubleBE(8), bytes: value.readDoubleBE(16) });
+      continue;
+    }
+    const prefix = deadLetterPrefix(sink);
+    let count = 0;
+    let bytes = 0;
+    for await (const [k, v] of db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
+      count++;
+      bytes += k.length + v.length;
+    }
+    out.set(sink, { last, count, bytes });
+  }
+  return out;
 }
 
 function doubleValue(n: number): Buffer {
@@ -946,13 +1273,40 @@ function doubleValue(n: number): Buffer {
   return b;
 }
 
-function isDamaged(cause: { code?: string; message?: string } | undefined): boolean {
+/**
+ * Whether an open failure is evidence that the database's files are damaged: LevelDB's own
+ * corruption status, or one of its files missing (a MANIFEST named by CURRENT that is gone after
+ * a torn write). Every other I/O error (EIO, EMFILE, EACCES, ENOSPC, EROFS) says nothing about
+ * the files' contents, and moving a backlog aside for it would hide acknowledged records.
+ */
+export function isDamaged(cause: { code?: string; message?: string } | undefined): boolean {
   if (!cause) return false;
   if (cause.code === 'LEVEL_CORRUPTION') return true;
-  // Torn or missing files (a MANIFEST named by CURRENT that is gone) surface as I/O errors;
-  // permissions and a full disk also do, and moving the journal aside would not help those.
+  if (cause.code !== 'LEVEL_IO_ERROR') return false;
   const msg = cause.message ?? '';
-  return cause.code === 'LEVEL_IO_ERROR' && !/Permission denied|No space left|Read-only/i.test(msg);
+  return /Corruption/i.test(msg) || (/No such file or directory/i.test(msg) && DB_FILE.test(msg));
+}
+
+/** LevelDB's own file names: CURRENT, MANIFEST-n, n.ldb, n.sst, n.log. */
+const DB_FILE = /(?:\/|^)(?:CURRENT|MANIFEST-\d+|\d+\.(?:ldb|sst|log))\b/;
+
+const QUARANTINE_PREFIX = 'corrupt-';
+
+/**
+ * Moves the database's files into `<path>/corrupt-<time>/`, leaving earlier quarantines (and a
+ * filesystem's lost+found) where they are, and returns that directory. Not a rename of `path`
+ * itself: `path` is often a mount point (a hostPath or volume mounted at journal.path), which
+ * cannot be renamed (EBUSY), and a sibling may be on another filesystem (EXDEV). LevelDB skips
+ * names it does not recognise when it opens `path`, so the subdirectory does not disturb it.
+ */
+export function quarantine(path: string, now: number): string {
+  const aside = join(path, `${QUARANTINE_PREFIX}${now}`);
+  mkdirSync(aside);
+  for (const name of readdirSync(path)) {
+    if (name.startsWith(QUARANTINE_PREFIX) || name === 'lost+found') continue;
+    renameSync(join(path, name), join(aside, name));
+  }
+  return aside;
 }
 
 /**
@@ -992,7 +1346,19 @@ async function readOpenState(db: Db): Promise<OpenState> {
   for await (const [key, value] of db.iterator({ gte: CURSORS_GTE, lt: CURSORS_LT })) {
     cursors.set(key.toString('utf8', 1), readSeq(value, 0));
   }
-  return { epoch: epochBuf.toString(), firstSeq, lastSeq, firstCum, nextCum, cursors, quarantined: 0 };
+  const clockShifts = ClockShifts.decode(await db.get(META_CLOCK_SHIFTS));
+  clockShifts.prune(firstSeq);
+  return {
+    epoch: epochBuf.toString(),
+    firstSeq,
+    lastSeq,
+    firstCum,
+    nextCum,
+    cursors,
+    deadLetters: await readDeadLetterStats(db),
+    clockShifts,
+    quarantined: 0,
+  };
 }
 
 function noop(): void {}

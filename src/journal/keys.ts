@@ -73,6 +73,15 @@ export function metaKey(name: string): Buffer {
 export const META_EPOCH = metaKey('epoch');
 export const META_NEXT_SEQ = metaKey('next-seq');
 export const META_CUM_BYTES = metaKey('cum-bytes');
+const DL_LEDGER = 'dl-count/';
+/** Per sink: last dead-letter number, then (since the budget) count and bytes kept. */
 export function metaDeadLetterCount(sink: string): Buffer {
-  return metaKey(`dl-count/${sink}`);
+  return metaKey(`${DL_LEDGER}${sink}`);
 }
+export const META_DL_GTE = metaKey(DL_LEDGER);
+export const META_DL_LT = prefixEnd(metaKey(DL_LEDGER));
+export function sinkOfDeadLetterLedger(key: Buffer): string {
+  return key.toString('utf8', 1 + DL_LEDGER.length);
+}
+/** Clock jumps seen while records were kept: see clock-shifts.ts. */
+export const META_CLOCK_SHIFTS = metaKey('clock-shifts');

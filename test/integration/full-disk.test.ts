@@ -129,3 +129,96 @@ describe('daemon on a full disk', () => {
     expect(got).not.toContain('while-full');
   });
 });
+
+/** `p`, or a rejection naming `what` after `ms`: a hang detector, not a speed check. */
+function withinOrHang<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer after ${ms} ms (hangs)`)), ms);
+  });
+  return Promise.race([p, hang]).finally(() => clearTimeout(timer));
+}
+
+const recoveryDisk = mountTmpfs('edgeferry-daemon-recovery-', '16m');
+afterAll(() => recoveryDisk.remove());
+
+describe('daemon while its journal recovers from a full disk', () => {
+  it.skipIf(!recoveryDisk.mounted)(
+    recoveryDisk.mounted
+      ? 'answers /metrics and /v1/status from memory, is not ready, and exits on SIGTERM within drainTimeoutMs'
+      : 'daemon recovery on a full disk (skipped: cannot mount a tmpfs here, needs root)',
+    async () => {
+      const upstream = new HttpReceiver();
+      await upstream.start();
+      // The upstream refuses everything: the whole backlog stays, older than the in-memory tail.
+      upstream.respond = () => ({ status: 503 });
+      const dir = tempDir();
+      const cfg = baseConfig(dir, {
+        journal: { path: join(recoveryDisk.dir, 'journal') },
+        shutdown: { drainTimeoutMs: '2s' },
+        sinks: [{ name: 'cloud', type: 'http', url: upstream.url, retry: { minMs: 50, maxMs: 200 } }],
+      });
+      let d: DaemonHandle | null = await startDaemon(dir, writeConfig(dir, cfg));
+      try {
+        // 6000 x 1 KiB: more than the journal's 4 MiB tail, so the oldest undelivered record's
+        // age must come from disk unless status answers from memory.
+        const c = mqtt.connect(`mqtt://127.0.0.1:${d.mqttPort}`, {
+          clientId: 'recovery-dev',
+          reconnectPeriod: 0,
+        });
+        await new Promise<void>((resolve, reject) => {
+          c.once('connect', () => resolve());
+          c.once('error', reject);
+        });
+        const body = 'y'.repeat(1024);
+        await Promise.all(
+          Array.from(
+            { length: 6000 },
+            (_, i) =>
+              new Promise<void>((res, rej) =>
+                c.publish(`rec/${i}`, body, { qos: 1 }, (e) => (e ? rej(e) : res())),
+              ),
+          ),
+        );
+        c.end(true);
+        const before = await d.status();
+        expect(before.sinks[0].backlog).toBe(6000);
+
+        // Fill the disk, then publish until the journal fails a write and starts recovering; its
+        // reopen attempts keep failing while the disk stays full.
+        try {
+          for (let k = 0; k < 10_000; k++)
+            appendFileSync(join(recoveryDisk.dir, 'filler'), Buffer.alloc(16 * 1024));
+        } catch {
+          // ENOSPC: full
+        }
+        let refused = false;
+        for (let i = 0; i < 200 && !refused; i++) refused = !(await publishOnce(d.mqttPort, `full-${i}`));
+        expect(refused).toBe(true);
+        await d.waitForLog(
+          (l) => l.msg === 'journal write failed: refusing records until the database is reopened',
+        );
+
+        const port = d.adminPort;
+        const status = await withinOrHang(d.status(), 10_000, '/v1/status during recovery');
+        expect((status.journal as unknown as { writable: boolean }).writable).toBe(false);
+        expect(status.sinks[0].backlog).toBeGreaterThanOrEqual(6000);
+        const metrics = await withinOrHang(d.metrics(), 10_000, '/metrics during recovery');
+        expect(metrics).toMatch(/^edgeferry_journal_writable 0$/m);
+        const ready = await withinOrHang(fetch(`http://127.0.0.1:${port}/readyz`), 10_000, '/readyz');
+        expect(ready.status).toBe(503);
+
+        // SIGTERM: the recovery is abandoned and the daemon exits cleanly, well within the
+        // pod's grace period, instead of waiting for space that does not come back.
+        const code = await withinOrHang(d.stop(), 15_000, 'exit after SIGTERM during recovery');
+        expect(code).toBe(0);
+        expect(d.logs.some((l) => l.msg === 'shutdown complete')).toBe(true);
+        d = null;
+      } finally {
+        await d?.kill();
+        await upstream.stop();
+      }
+    },
+    90_000,
+  );
+});

@@ -7,14 +7,16 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Level } from 'level';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { JournalFullError } from '../../src/core/errors.ts';
 import type { Logger } from '../../src/core/logger.ts';
 import { decodeRecord, encodeRecord, type RecordInput, type StoredRecord } from '../../src/core/record.ts';
-import { Journal, type JournalOptions, tableBytesFor } from '../../src/journal/journal.ts';
+import { isDamaged, Journal, type JournalOptions, tableBytesFor } from '../../src/journal/journal.ts';
 import { RECORD_KEY_BYTES, recordKey } from '../../src/journal/keys.ts';
 import { VALUE_HEADER_BYTES } from '../../src/journal/value.ts';
 import { eventually } from '../helpers/daemon.ts';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
+import { isCi } from '../interop/peer-tools.ts';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const BASE_TS = 1_700_000_000_000;
@@ -124,6 +126,9 @@ async function readAll(journal: Journal): Promise<StoredRecord[]> {
 
 let tmp: string;
 let journalPath: string;
+/** A filesystem of its own at a journal's path, as a Kubernetes volume is (quarantine test). */
+const journalMount = mountTmpfs('edgeferry-journal-mount-', '16m');
+afterAll(() => journalMount.remove());
 const opened: Journal[] = [];
 const children: ChildProcessWithoutNullStreams[] = [];
 
@@ -996,9 +1001,10 @@ describe('quarantine of an unopenable journal', () => {
     expect(j.lastCommittedSeq).toBe(0);
     expect(j.records).toBe(0);
 
-    const aside = fs.readdirSync(tmp).filter((n) => n.startsWith('journal.corrupt-'));
+    // Inside the journal's directory, which may be a mount point (see the tmpfs test below).
+    const aside = fs.readdirSync(journalPath).filter((n) => n.startsWith('corrupt-'));
     expect(aside).toHaveLength(1);
-    const asidePath = path.join(tmp, aside[0]);
+    const asidePath = path.join(journalPath, aside[0]);
     expect(fs.readFileSync(path.join(asidePath, 'CURRENT'), 'utf8')).toBe(current);
     const errors = log.lines.filter((l) => l.level === 'error');
     expect(errors).toHaveLength(1);
@@ -1010,6 +1016,57 @@ describe('quarantine of an unopenable journal', () => {
     j = await open();
     expect(j.counters.quarantined).toBe(0);
     expect(j.lastCommittedSeq).toBe(1);
+    await j.close();
+
+    // A second quarantine leaves the first where it is, beside its own.
+    fs.writeFileSync(path.join(journalPath, 'CURRENT'), current);
+    j = await open();
+    expect(j.counters.quarantined).toBe(1);
+    const both = fs.readdirSync(journalPath).filter((n) => n.startsWith('corrupt-'));
+    expect(both).toHaveLength(2);
+    expect(both).toContain(aside[0]);
+    expect(fs.readdirSync(path.join(journalPath, aside[0]))).toContain('CURRENT');
+    await j.close();
+  });
+
+  it.skipIf(!journalMount.mounted && !isCi())(
+    `moves the contents when journal.path is a mount point${journalMount.mounted ? '' : ' (skipped: cannot mount a tmpfs here, needs root)'}`,
+    async () => {
+      // The usual Kubernetes layout: a volume mounted at journal.path. Renaming the directory
+      // itself fails with EBUSY there, so the daemon crash-looped.
+      expect(journalMount.mounted).toBe(true);
+      const mountPath = journalMount.dir;
+      let j = await open({ path: mountPath });
+      await appendAll(j, recs(0, 4));
+      await j.close();
+      fs.writeFileSync(path.join(mountPath, 'CURRENT'), 'MANIFEST-999999\n');
+      j = await open({ path: mountPath });
+      expect(j.counters.quarantined).toBe(1);
+      expect(j.records).toBe(0);
+      const [ack] = await appendAll(j, [rec(0)]);
+      expect(ack).toEqual({ err: null, seq: 1 });
+      await j.close();
+      const aside = fs.readdirSync(mountPath).filter((n) => n.startsWith('corrupt-'));
+      expect(aside).toHaveLength(1);
+      expect(fs.readdirSync(path.join(mountPath, aside[0]))).toContain('CURRENT');
+    },
+  );
+
+  it('quarantines only on evidence of damage, not on any I/O error', () => {
+    const io = (message: string) => ({ code: 'LEVEL_IO_ERROR', message });
+    expect(isDamaged({ code: 'LEVEL_CORRUPTION', message: 'Corruption: bad block' })).toBe(true);
+    expect(isDamaged(io('IO error: /data/journal/MANIFEST-000005: No such file or directory'))).toBe(true);
+    expect(isDamaged(io('IO error: /data/journal/000012.ldb: No such file or directory'))).toBe(true);
+    expect(isDamaged(io('Corruption: CURRENT file does not end with newline'))).toBe(true);
+    // These say nothing about the files' contents: moving a backlog aside would hide it.
+    expect(isDamaged(io('IO error: /data/journal/000012.ldb: Input/output error'))).toBe(false);
+    expect(isDamaged(io('IO error: /data/journal/LOCK: Too many open files'))).toBe(false);
+    expect(isDamaged(io('IO error: /data/journal/000003.log: No space left on device'))).toBe(false);
+    expect(isDamaged(io('IO error: /data/journal/LOCK: Permission denied'))).toBe(false);
+    expect(isDamaged(io('IO error: /data/journal/LOCK: Read-only file system'))).toBe(false);
+    expect(isDamaged(io('IO error: /data/journal: No such file or directory'))).toBe(false);
+    expect(isDamaged({ code: 'LEVEL_LOCKED', message: 'lock held' })).toBe(false);
+    expect(isDamaged(undefined)).toBe(false);
   });
 });
 
