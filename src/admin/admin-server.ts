@@ -3,7 +3,8 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import type { GatewayView } from '../observability/gateway-view.ts';
 import { deleteConsumer, getConsumer, listConsumers } from './consumer-routes.ts';
-import { HttpError, intParam, requiredParam, send, sendJson } from './http-util.ts';
+import { deleteDeadLetters, listDeadLetters, replayDeadLetters } from './deadletter-routes.ts';
+import { HttpError, send, sendJson } from './http-util.ts';
 import { buildStatus } from './status.ts';
 
 // Not `import { createServer } from 'node:http'`: an ES module import builds node:http's
@@ -53,7 +54,13 @@ export class AdminServer {
       },
       '/v1/status': { GET: async (_u, res) => sendJson(res, 200, await buildStatus(this.view)) },
       '/v1/consumers': { GET: (_u, res) => sendJson(res, 200, listConsumers(this.view.consumers)) },
-      '/v1/deadletters': { GET: this.listDeadLetters },
+      '/v1/deadletters': {
+        GET: async (u, res) => sendJson(res, 200, await listDeadLetters(this.view, u)),
+        DELETE: async (u, res) => sendJson(res, 200, await deleteDeadLetters(this.view, u)),
+      },
+      '/v1/deadletters/replay': {
+        POST: async (u, res) => sendJson(res, 200, await replayDeadLetters(this.view, u)),
+      },
     };
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err) => {
@@ -119,19 +126,4 @@ export class AdminServer {
     }
     return undefined;
   }
-
-  private readonly listDeadLetters: Handler = async (url, res) => {
-    const sink = requiredParam(url, 'sink');
-    const limit = intParam(url, 'limit', 1, 1000, 100);
-    if (!this.view.journal) throw new HttpError(503, 'the journal is not open yet');
-    const letters = await this.view.journal.listDeadLetters(sink, limit);
-    const body = letters.map((d) => ({
-      n: d.n,
-      seq: d.seq,
-      at: new Date(d.at).toISOString(),
-      reason: d.reason,
-      body: d.body.toString('base64'),
-    }));
-    sendJson(res, 200, { sink, deadLetters: body });
-  };
 }
