@@ -12,7 +12,7 @@ function consumerDoc(c: ConsumerInfo) {
   };
 }
 
-function directory(consumers: ConsumerDirectory | null): ConsumerDirectory {
+function directory(consumers: ConsumerDirectory | null | undefined): ConsumerDirectory {
   if (!consumers) throw new HttpError(404, 'the gRPC API is disabled (grpc.enabled: false): no consumers');
   return consumers;
 }
@@ -25,12 +25,12 @@ function checkName(name: string): string {
 }
 
 /** `GET /v1/consumers`: every durable consumer, from memory. */
-export function listConsumers(consumers: ConsumerDirectory | null) {
+export function listConsumers(consumers: ConsumerDirectory | null | undefined) {
   return { consumers: directory(consumers).list().map(consumerDoc) };
 }
 
 /** `GET /v1/consumers/<name>`. */
-export function getConsumer(consumers: ConsumerDirectory | null, name: string) {
+export function getConsumer(consumers: ConsumerDirectory | null | undefined, name: string) {
   checkName(name);
   const c = directory(consumers)
     .list()
@@ -40,7 +40,7 @@ export function getConsumer(consumers: ConsumerDirectory | null, name: string) {
 }
 
 /** `DELETE /v1/consumers/<name>`: forgets its position and ends its open streams. */
-export async function deleteConsumer(consumers: ConsumerDirectory | null, name: string) {
+export async function deleteConsumer(consumers: ConsumerDirectory | null | undefined, name: string) {
   checkName(name);
   const res = await directory(consumers).delete(name);
   if (!res) throw new HttpError(404, `no durable consumer named ${JSON.stringify(name)}`);

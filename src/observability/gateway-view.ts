@@ -9,8 +9,8 @@ export interface GatewayView {
   journal: Journal | null;
   sources: { name: string; counters: object; addresses(): Record<string, string | number> }[];
   dispatchers: SinkDispatcher[];
-  /** The gRPC API's durable consumers; null when the API is disabled. */
-  consumers: ConsumerDirectory | null;
+  /** The gRPC API's durable consumers; null or absent when the API is disabled. */
+  consumers?: ConsumerDirectory | null;
   /** Journal open and every listener bound. */
   ready(): boolean;
 }

@@ -234,10 +234,13 @@ describe('POST /v1/deadletters/replay', () => {
       rx.respond = () => ({ status: 200 });
       const r = await http(d, 'POST', '/v1/deadletters/replay?sink=up&limit=50');
       expect(r).toMatchObject({ status: 200, body: { sink: 'up', replayed: 50, remaining: true } });
-      expect(rx.records.map((x) => x.payload)).toEqual(Array.from({ length: 50 }, (_, i) => `r${i + 1}`));
+      // The HTTP sink sends payloads base64 by default.
+      const payloads = () => rx.records.map((x) => Buffer.from(x.payload, 'base64').toString());
+      expect(payloads()).toEqual(Array.from({ length: 50 }, (_, i) => `r${i + 1}`));
       expect((await sinkStatus(d, 'up')).deadLetters.count).toBe(70);
       const rest = await http(d, 'POST', '/v1/deadletters/replay?sink=up&limit=1000');
       expect(rest.body).toMatchObject({ replayed: 70, remaining: false });
+      expect(payloads()).toEqual(Array.from({ length: 120 }, (_, i) => `r${i + 1}`));
       expect((await sinkStatus(d, 'up')).deadLetters).toEqual({ count: 0, bytes: 0 });
     },
   );
