@@ -107,6 +107,25 @@ describe('consumer expiry', () => {
   });
 });
 
+describe('consumer removal when the journal cannot write', () => {
+  it('a delete while the journal refuses writes (closed here) still removes the consumer, with a warning, not an error', async () => {
+    gw = await inProcessGateway();
+    const g = gw;
+    await g.append('t/1');
+    const s = subscribe(g.client, { consumer: 'c', start: 'START_EARLIEST' });
+    await eventually(() => s.records().length === 1, 'the consumer read seq 1');
+    s.stream.cancel();
+    await eventually(() => g.server.subscriptions.size === 0, 'the stream ended');
+    await g.journal.close();
+    expect(await g.server.consumers.delete('c')).toEqual({ endedStreams: 0 });
+    expect(g.journal.cursor('consumer/c')).toBeUndefined();
+    expect(g.server.consumers.list()).toEqual([]);
+    expect(g.log.lines.filter((l) => l.msg.startsWith('consumer removed, but'))).toEqual([
+      expect.objectContaining({ level: 'warn', consumer: 'c' }),
+    ]);
+  });
+});
+
 const gapOf = (m: StreamMessage) => m.gap;
 
 describe('gaps: the disk budget wins, and the subscriber is told', () => {

@@ -180,9 +180,19 @@ export class Consumers implements ConsumerDirectory {
         ended++;
       }
     }
-    const removal = (this.records as RecordLog).removeCursor(consumerCursor(name)).finally(() => {
-      if (this.removals.get(name) === removal) this.removals.delete(name);
-    });
+    const removal = (this.records as RecordLog)
+      .removeCursor(consumerCursor(name))
+      .catch((err) => {
+        // The cursor is gone from memory (trimming no longer waits for it); only its key stayed
+        // on disk, and at the next start it comes back and expires again.
+        this.log.warn(
+          { consumer: name, err: (err as Error).message },
+          'consumer removed, but deleting its cursor from disk failed',
+        );
+      })
+      .finally(() => {
+        if (this.removals.get(name) === removal) this.removals.delete(name);
+      });
     this.removals.set(name, removal);
     await removal;
     return ended;
