@@ -9,21 +9,21 @@ import { type Logger, ThrottledLog } from '../core/logger.ts';
 import type { AppendCallback, ReadBatch, RecordAppender, RecordLog } from '../core/pipeline.ts';
 import { encodeRecord, type RecordInput, type StoredRecord } from '../core/record.ts';
 import { CLOCK_JUMP_MS, ClockShifts } from './clock-shifts.ts';
+import {
+  type DeadLetter,
+  type DeadLetterStats,
+  DeadLetterStore,
+  readDeadLetterStats,
+} from './dead-letters.ts';
 import { DiskReaders } from './disk-readers.ts';
 import {
   CURSORS_GTE,
   CURSORS_LT,
   cursorKey,
-  deadLetterKey,
-  deadLetterPrefix,
   META_CLOCK_SHIFTS,
   META_CUM_BYTES,
-  META_DL_GTE,
-  META_DL_LT,
   META_EPOCH,
   META_NEXT_SEQ,
-  metaDeadLetterCount,
-  prefixEnd,
   RECORD_KEY_BYTES,
   RECORDS_GTE,
   RECORDS_LT,
@@ -31,9 +31,11 @@ import {
   recordKey,
   seqOfRecordKey,
   seqValue,
-  sinkOfDeadLetterLedger,
-  writeSeq,
 } from './keys.ts';
+
+export type { DeadLetter, DeadLetterStats } from './dead-letters.ts';
+export { MAX_DEAD_LETTER_PAGE } from './dead-letters.ts';
+
 import { TailCache } from './tail-cache.ts';
 import { sealValue, VALUE_HEADER_BYTES, valueBody, valueCum, valueIntact, valueTs } from './value.ts';
 
@@ -91,22 +93,6 @@ export interface JournalCounters {
   reopened: number;
   /** Wall-clock jumps seen (TTL ages records across them: see clock-shifts.ts). */
   clockJumps: number;
-}
-
-/** What one sink's dead letters take, kept in the ledger and in memory. */
-export interface DeadLetterStats {
-  /** Number of the newest dead letter ever kept (numbers are never reused). */
-  last: number;
-  count: number;
-  bytes: number;
-}
-
-export interface DeadLetter {
-  n: number;
-  seq: number;
-  at: number;
-  reason: string;
-  body: Buffer;
 }
 
 interface Pending {
@@ -215,10 +201,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   /** Cursor moves not yet on disk, and who waits for them; written with the next group commit. */
   private dirtyCursors = new Set<string>();
   private cursorWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
-  private dlStats = new Map<string, DeadLetterStats>();
-  /** Dead-letter writes and deletes, one at a time: each reads and rewrites its sink's ledger. */
-  private dlChain: Promise<unknown> = Promise.resolve();
-  private readonly deadLetterMaxBytes: number;
+  private readonly deadLetters: DeadLetterStore;
   private clockShifts: ClockShifts;
   private readonly clock: { wall(): number; mono(): number };
   private clockTimer: NodeJS.Timeout | null = null;
@@ -257,10 +240,21 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.firstCum = state.firstCum;
     this.nextCum = state.nextCum;
     for (const [k, v] of state.cursors) this.cursors.set(k, v);
-    this.dlStats = state.deadLetters;
-    this.deadLetterMaxBytes = opts.deadLetterMaxBytes ?? Math.max(MIN_DEAD_LETTER_BYTES, opts.maxBytes / 10);
     this.clockShifts = state.clockShifts;
     this.clock = opts.clock ?? { wall: Date.now, mono: performance.now.bind(performance) };
+    this.deadLetters = new DeadLetterStore(
+      {
+        db: () => this.db,
+        usable: () => this.usable(),
+        write: (op) => this.writeOp(op),
+        fsync: opts.fsync,
+        now: () => this.clock.wall(),
+        counters: this.counters,
+      },
+      opts.deadLetterMaxBytes ?? Math.max(MIN_DEAD_LETTER_BYTES, opts.maxBytes / 10),
+      state.deadLetters,
+      log,
+    );
     this.maxPendingBytes = opts.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
     // A reader that keeps up is a batch or two behind; more tail only holds memory (and, with
     // every sink down, holds it for nothing).
@@ -634,7 +628,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.lastSeq = state.lastSeq;
     this.firstCum = state.firstCum;
     this.nextCum = state.nextCum;
-    this.dlStats = state.deadLetters;
+    this.deadLetters.adopt(state.deadLetters);
     this.clockShifts = state.clockShifts;
     this.tail.dropBefore(state.lastSeq + 1);
     for (const name of this.cursors.keys()) this.dirtyCursors.add(name);
@@ -993,178 +987,43 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     return dropped;
   }
 
-  // ---- dead letters ----------------------------------------------------------------------
+  // ---- dead letters (dead-letters.ts) ----------------------------------------------------
 
   /**
-   * Keeps records a sink's upstream refused for good, with the reason, for inspection, replay or
-   * deletion. Dead letters have their own budget (`deadLetterMaxBytes`): past it the oldest are
-   * dropped, from the sink that keeps the most, and counted. A failed write rejects with a
-   * retryable JournalWriteError (and the journal recovers): the caller tries again.
+   * Keeps records a sink's upstream refused for good, with the reason, within the dead letters'
+   * own budget. A failed write rejects with a retryable JournalWriteError (and the journal
+   * recovers): the caller tries again.
    */
   deadLetter(sink: string, records: readonly StoredRecord[], reason: string): Promise<void> {
-    if (records.length === 0) return Promise.resolve();
-    return this.serialDeadLetters(() => this.writeDeadLetters(sink, records, reason));
-  }
-
-  private serialDeadLetters<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.dlChain.then(fn, fn);
-    this.dlChain = run.catch(noop);
-    return run;
-  }
-
-  private async writeDeadLetters(
-    sink: string,
-    records: readonly StoredRecord[],
-    reason: string,
-  ): Promise<void> {
-    const next = { ...(this.dlStats.get(sink) ?? { last: 0, count: 0, bytes: 0 }) };
-    const reasonBuf = Buffer.from(
-      reason.length > MAX_REASON_CHARS ? reason.slice(0, MAX_REASON_CHARS) : reason,
-    );
-    const at = this.clock.wall();
-    const wb = this.db.batch();
-    try {
-      for (const r of records) {
-        const key = deadLetterKey(sink, ++next.last);
-        const v = Buffer.allocUnsafe(2 + reasonBuf.length + 8 + 8 + r.body.length);
-        v.writeUInt16BE(reasonBuf.length, 0);
-        reasonBuf.copy(v, 2);
-        let pos = 2 + reasonBuf.length;
-        v.writeDoubleBE(at, pos);
-        pos += 8;
-        v.writeDoubleBE(r.seq, pos);
-        pos += 8;
-        r.body.copy(v, pos);
-        wb.put(key, v);
-        next.count++;
-        next.bytes += key.length + v.length;
-      }
-      wb.put(metaDeadLetterCount(sink), deadLetterLedger(next));
-      await this.writeOp(() => wb.write({ sync: this.opts.fsync }));
-    } catch (err) {
-      await wb.close().catch(noop);
-      throw err;
-    }
-    this.dlStats.set(sink, next);
-    this.counters.deadLettered += records.length;
-    await this.keepDeadLettersInBudget();
-  }
-
-  /** Drops the oldest dead letters of the sink keeping the most bytes until all fit the budget. */
-  private async keepDeadLettersInBudget(): Promise<void> {
-    for (;;) {
-      let total = 0;
-      let victim: string | null = null;
-      let most = 0;
-      for (const [sink, st] of this.dlStats) {
-        total += st.bytes;
-        if (st.bytes > most) {
-          most = st.bytes;
-          victim = sink;
-        }
-      }
-      const excess = total - this.deadLetterMaxBytes;
-      if (excess <= 0 || victim === null) return;
-      const prefix = deadLetterPrefix(victim);
-      const next = { ...(this.dlStats.get(victim) as DeadLetterStats) };
-      const keys: Buffer[] = [];
-      let freed = 0;
-      for await (const [key, v] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix), limit: 1000 })) {
-        keys.push(key);
-        freed += key.length + v.length;
-        if (freed >= excess) break;
-      }
-      if (keys.length === 0) {
-        // The ledger counts bytes no key holds (an older layout): believe the keys.
-        next.count = 0;
-        next.bytes = 0;
-      } else {
-        next.count = Math.max(0, next.count - keys.length);
-        next.bytes = Math.max(0, next.bytes - freed);
-      }
-      await this.writeOp((db) =>
-        db.batch([
-          ...keys.map((key) => ({ type: 'del' as const, key })),
-          { type: 'put' as const, key: metaDeadLetterCount(victim), value: deadLetterLedger(next) },
-        ]),
-      );
-      this.dlStats.set(victim, next);
-      this.counters.deadLettersDropped += keys.length;
-      this.log.warn(
-        { sink: victim, dropped: keys.length, deadLetterMaxBytes: this.deadLetterMaxBytes },
-        'dead letters over their budget: dropped the oldest',
-      );
-    }
+    return this.deadLetters.add(sink, records, reason);
   }
 
   /** Dead letters `sink` keeps now (not the number ever dead-lettered). */
   async deadLetterCount(sink: string): Promise<number> {
-    return this.dlStats.get(sink)?.count ?? 0;
+    return this.deadLetters.count(sink);
   }
 
   /** Per sink, from memory: dead letters kept and their bytes on disk. */
   deadLetterSummary(): { sink: string; count: number; bytes: number }[] {
-    return [...this.dlStats].map(([sink, st]) => ({ sink, count: st.count, bytes: st.bytes }));
+    return this.deadLetters.summary();
   }
 
-  /** Bytes all dead letters take, and their budget. */
   get deadLetterBytes(): number {
-    let total = 0;
-    for (const st of this.dlStats.values()) total += st.bytes;
-    return total;
+    return this.deadLetters.bytes;
   }
 
   get deadLetterBudget(): number {
-    return this.deadLetterMaxBytes;
+    return this.deadLetters.maxBytes;
   }
 
-  /**
-   * Dead letters of `sink` numbered above `afterN`, oldest first: at most `limit`, which is
-   * clamped to 1..MAX_DEAD_LETTER_PAGE, so one call never builds an unbounded answer.
-   */
-  async listDeadLetters(sink: string, limit: number, afterN = 0): Promise<DeadLetter[]> {
-    const page = Math.min(MAX_DEAD_LETTER_PAGE, Math.max(1, Math.floor(limit) || 1));
-    const prefix = deadLetterPrefix(sink);
-    const out: DeadLetter[] = [];
-    const db = await this.usable();
-    const from = deadLetterKey(sink, Math.max(0, Math.floor(afterN)));
-    for await (const [key, v] of db.iterator({ gt: from, lt: prefixEnd(prefix), limit: page })) {
-      const rlen = v.readUInt16BE(0);
-      const reason = v.toString('utf8', 2, 2 + rlen);
-      let pos = 2 + rlen;
-      const at = v.readDoubleBE(pos);
-      pos += 8;
-      const seq = v.readDoubleBE(pos);
-      pos += 8;
-      out.push({ n: readSeq(key, prefix.length), seq, at, reason, body: v.subarray(pos) });
-    }
-    return out;
+  /** Dead letters of `sink` numbered above `afterN`, oldest first, at most `limit` (1..1000). */
+  listDeadLetters(sink: string, limit: number, afterN = 0): Promise<DeadLetter[]> {
+    return this.deadLetters.list(sink, limit, afterN);
   }
 
   /** Deletes the dead letters of `sink` numbered `ns`; returns how many existed and went. */
   deleteDeadLetters(sink: string, ns: readonly number[]): Promise<number> {
-    return this.serialDeadLetters(async () => {
-      const st = this.dlStats.get(sink);
-      if (!st || ns.length === 0) return 0;
-      const keys = [...new Set(ns)]
-        .filter((n) => Number.isSafeInteger(n) && n > 0)
-        .map((n) => deadLetterKey(sink, n));
-      const values = await (await this.usable()).getMany(keys);
-      const next = { ...st };
-      const ops: ({ type: 'del'; key: Buffer } | { type: 'put'; key: Buffer; value: Buffer })[] = [];
-      for (let i = 0; i < keys.length; i++) {
-        const v = values[i];
-        if (v === undefined) continue;
-        ops.push({ type: 'del', key: keys[i] });
-        next.count = Math.max(0, next.count - 1);
-        next.bytes = Math.max(0, next.bytes - keys[i].length - v.length);
-      }
-      if (ops.length === 0) return 0;
-      ops.push({ type: 'put', key: metaDeadLetterCount(sink), value: deadLetterLedger(next) });
-      await this.writeOp((db) => db.batch(ops));
-      this.dlStats.set(sink, next);
-      return ops.length - 1;
-    });
+    return this.deadLetters.delete(sink, ns);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------
@@ -1204,7 +1063,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     if (this.ttlTimer) clearInterval(this.ttlTimer);
     if (this.clockTimer) clearInterval(this.clockTimer);
     await this.trimming;
-    await this.dlChain;
+    await this.deadLetters.idle();
     await this.diskReaders.closeAll();
     if (this.unrecovered) await this.db.close().catch(noop);
     else await this.db.close();
@@ -1227,44 +1086,6 @@ interface OpenState {
   deadLetters: Map<string, DeadLetterStats>;
   clockShifts: ClockShifts;
   quarantined: number;
-}
-
-/** Longest dead-letter reason kept (an upstream's error text is cut there). */
-const MAX_REASON_CHARS = 1024;
-/** Most dead letters one listDeadLetters call returns. */
-export const MAX_DEAD_LETTER_PAGE = 1000;
-
-function deadLetterLedger(st: DeadLetterStats): Buffer {
-  const b = Buffer.allocUnsafe(24);
-  writeSeq(b, 0, st.last);
-  b.writeDoubleBE(st.count, 8);
-  b.writeDoubleBE(st.bytes, 16);
-  return b;
-}
-
-/**
- * Every sink's dead-letter ledger. A ledger from before the dead-letter budget holds only the
- * last number: its count and bytes are counted once from the keys.
- */
-async function readDeadLetterStats(db: Db): Promise<Map<string, DeadLetterStats>> {
-  const out = new Map<string, DeadLetterStats>();
-  for await (const [key, value] of db.iterator({ gte: META_DL_GTE, lt: META_DL_LT })) {
-    const sink = sinkOfDeadLetterLedger(key);
-    const last = readSeq(value, 0);
-    if (value.length >= 24) {
-      out.set(sink, { last, count: value.readDoubleBE(8), bytes: value.readDoubleBE(16) });
-      continue;
-    }
-    const prefix = deadLetterPrefix(sink);
-    let count = 0;
-    let bytes = 0;
-    for await (const [k, v] of db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
-      count++;
-      bytes += k.length + v.length;
-    }
-    out.set(sink, { last, count, bytes });
-  }
-  return out;
 }
 
 function doubleValue(n: number): Buffer {
