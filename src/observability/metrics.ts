@@ -203,5 +203,22 @@ export function createMetricsRegistry(view: GatewayView): Registry {
       SINK_STATES.map((state) => ({ labels: { sink: r.name, state }, value: r.state === state ? 1 : 0 })),
     ),
   );
+  add('edgeferry_grpc_consumers', 'Durable consumers of the gRPC API.', 'gauge', () =>
+    view.consumers ? one(view.consumers.list().length) : [],
+  );
+  add(
+    'edgeferry_grpc_consumers_removed_total',
+    'Durable consumers removed: expired (no stream and no Ack for grpc.consumers.expireAfter) or deleted by an operator.',
+    'counter',
+    () => {
+      const r = view.consumers?.removed;
+      return r
+        ? [
+            { labels: { reason: 'expired' }, value: r.expired },
+            { labels: { reason: 'deleted' }, value: r.deleted },
+          ]
+        : [];
+    },
+  );
   return reg;
 }
