@@ -67,6 +67,7 @@ export class Gateway {
       journal: null,
       sources: this.sources,
       dispatchers: this.dispatchers,
+      consumers: null,
       // Not ready while the journal refuses writes (recovering after a failed write): devices
       // would be refused, so a Service should send them to another node meanwhile.
       ready: () => this.listening && this.journal?.writable === true && this.stopping === null,
@@ -92,6 +93,7 @@ export class Gateway {
     if (c.grpc.enabled) {
       const { GatewayGrpcServer } = await import('./api/grpc/gateway-server.ts');
       this.grpc = new GatewayGrpcServer(c.grpc, this.log.child({ component: 'grpc' }));
+      this.view.consumers = this.grpc.consumers;
       await this.grpc.start();
     }
     const journal = await Journal.open(

@@ -2,6 +2,9 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import type { GatewayView } from '../observability/gateway-view.ts';
+import { deleteConsumer, getConsumer, listConsumers } from './consumer-routes.ts';
+import { deleteDeadLetters, listDeadLetters, replayDeadLetters } from './deadletter-routes.ts';
+import { HttpError, send, sendJson } from './http-util.ts';
 import { buildStatus } from './status.ts';
 
 // Not `import { createServer } from 'node:http'`: an ES module import builds node:http's
@@ -14,21 +17,57 @@ export interface AdminOptions {
   port: number;
 }
 
-/** Health, readiness, Prometheus metrics and JSON status over plain HTTP. */
+type Handler = (url: URL, res: ServerResponse) => void | Promise<void>;
+/** A path's handlers by method; HEAD is served by GET's. */
+type Route = Partial<Record<'GET' | 'POST' | 'DELETE', Handler>>;
+
+const CONSUMER_PATH = '/v1/consumers/';
+
+/**
+ * Health, readiness, Prometheus metrics and JSON status over plain HTTP, and the operator's
+ * actions on durable consumers and dead letters. `/readyz`, `/metrics` and `/v1/status` answer
+ * from memory: they must not wait on the journal's disk, which may be full or being reopened.
+ */
 export class AdminServer {
   private readonly server: Server;
   private readonly opts: AdminOptions;
   private readonly view: GatewayView;
   private readonly registry: Registry;
   private readonly log: Logger;
+  private readonly routes: Record<string, Route>;
 
   constructor(opts: AdminOptions, view: GatewayView, registry: Registry, log: Logger) {
     this.opts = opts;
     this.view = view;
     this.registry = registry;
     this.log = log;
+    this.routes = {
+      '/healthz': { GET: (_u, res) => send(res, 200, 'text/plain', 'ok\n') },
+      '/readyz': {
+        GET: (_u, res) => {
+          const ready = this.view.ready();
+          send(res, ready ? 200 : 503, 'text/plain', ready ? 'ready\n' : 'not ready\n');
+        },
+      },
+      '/metrics': {
+        GET: async (_u, res) => send(res, 200, this.registry.contentType, await this.registry.metrics()),
+      },
+      '/v1/status': { GET: async (_u, res) => sendJson(res, 200, await buildStatus(this.view)) },
+      '/v1/consumers': { GET: (_u, res) => sendJson(res, 200, listConsumers(this.view.consumers)) },
+      '/v1/deadletters': {
+        GET: async (u, res) => sendJson(res, 200, await listDeadLetters(this.view, u)),
+        DELETE: async (u, res) => sendJson(res, 200, await deleteDeadLetters(this.view, u)),
+      },
+      '/v1/deadletters/replay': {
+        POST: async (u, res) => sendJson(res, 200, await replayDeadLetters(this.view, u)),
+      },
+    };
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err) => {
+        if (err instanceof HttpError) {
+          if (!res.headersSent) sendJson(res, err.status, { error: err.message }, err.headers);
+          return;
+        }
         this.log.error({ err: (err as Error).message, url: req.url }, 'admin request failed');
         if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
       });
@@ -58,50 +97,33 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(res, 405, 'text/plain', 'method not allowed\n');
-      return;
+    const route = this.route(url.pathname);
+    if (!route) throw new HttpError(404, `no such path: ${url.pathname}`);
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const handler = route[method as keyof Route];
+    if (!handler) {
+      const allow = Object.keys(route).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]));
+      throw new HttpError(405, `method ${req.method} not allowed on ${url.pathname}`, {
+        allow: allow.join(', '),
+      });
     }
-    switch (url.pathname) {
-      case '/healthz':
-        send(res, 200, 'text/plain', 'ok\n');
-        return;
-      case '/readyz': {
-        const ready = this.view.ready();
-        send(res, ready ? 200 : 503, 'text/plain', ready ? 'ready\n' : 'not ready\n');
-        return;
-      }
-      case '/metrics':
-        send(res, 200, this.registry.contentType, await this.registry.metrics());
-        return;
-      case '/v1/status':
-        send(res, 200, 'application/json', `${JSON.stringify(await buildStatus(this.view), null, 2)}\n`);
-        return;
-      case '/v1/deadletters': {
-        const sink = url.searchParams.get('sink');
-        const limit = Math.min(1000, Number(url.searchParams.get('limit') ?? 100) || 100);
-        if (!sink || !this.view.journal) {
-          send(res, 400, 'application/json', '{"error":"query parameter sink is required"}\n');
-          return;
-        }
-        const letters = await this.view.journal.listDeadLetters(sink, limit);
-        const body = letters.map((d) => ({
-          n: d.n,
-          seq: d.seq,
-          at: new Date(d.at).toISOString(),
-          reason: d.reason,
-          body: d.body.toString('base64'),
-        }));
-        send(res, 200, 'application/json', `${JSON.stringify({ sink, deadLetters: body }, null, 2)}\n`);
-        return;
-      }
-      default:
-        send(res, 404, 'text/plain', 'not found\n');
-    }
+    await handler(url, res);
   }
-}
 
-function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
-  res.end(body);
+  private route(path: string): Route | undefined {
+    if (Object.hasOwn(this.routes, path)) return this.routes[path];
+    if (path.startsWith(CONSUMER_PATH) && path.length > CONSUMER_PATH.length) {
+      let name: string;
+      try {
+        name = decodeURIComponent(path.slice(CONSUMER_PATH.length));
+      } catch {
+        throw new HttpError(400, `consumer name: malformed percent-encoding in ${path}`);
+      }
+      return {
+        GET: (_u, res) => sendJson(res, 200, getConsumer(this.view.consumers, name)),
+        DELETE: async (_u, res) => sendJson(res, 200, await deleteConsumer(this.view.consumers, name)),
+      };
+    }
+    return undefined;
+  }
 }

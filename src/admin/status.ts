@@ -1,8 +1,15 @@
 import { type GatewayView, sinkReports } from '../observability/gateway-view.ts';
 
-/** The `/v1/status` document: what an operator looks at first. */
+/**
+ * The `/v1/status` document: what an operator looks at first. Built from memory only (the
+ * journal's tsAt included): it must answer while the journal's disk is full or being reopened.
+ */
 export async function buildStatus(view: GatewayView) {
   const j = view.journal;
+  // Dead letters kept per sink, from the journal's in-memory ledger.
+  const deadLetters = new Map(
+    (j?.deadLetterSummary() ?? []).map((s) => [s.sink, { count: s.count, bytes: s.bytes }]),
+  );
   return {
     node: view.nodeId,
     ready: view.ready(),
@@ -19,9 +26,14 @@ export async function buildStatus(view: GatewayView) {
           lastSeq: j.lastCommittedSeq,
           cursors: Object.fromEntries(j.cursorNames().map((n) => [n, j.cursor(n)])),
           counters: { ...j.counters },
+          // Every sink's, including sinks no longer configured whose dead letters remain.
+          deadLetters: Object.fromEntries(deadLetters),
         }
       : null,
     sources: view.sources.map((s) => ({ name: s.name, addresses: s.addresses(), counters: s.counters })),
-    sinks: await sinkReports(view),
+    sinks: (await sinkReports(view)).map((r) => ({
+      ...r,
+      deadLetters: deadLetters.get(r.name) ?? { count: 0, bytes: 0 },
+    })),
   };
 }

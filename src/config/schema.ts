@@ -285,6 +285,9 @@ export const configSchema = z.preprocess(
           timeMs: timerMs(100).prefault('20s'),
           timeoutMs: timerMs(100).prefault('10s'),
         }),
+        // A durable consumer nobody streams from or acks for this long is removed: abandoned,
+        // its cursor would hold the journal's oldest records for ever.
+        consumers: section({ expireAfter: timerMs(1).prefault('1d') }),
       }),
       log: section({ level: z.enum(LOG_LEVELS).default('info') }),
       shutdown: section({ drainTimeoutMs: timerMs().prefault('10s') }),

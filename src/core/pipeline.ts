@@ -74,8 +74,11 @@ export interface RecordLog {
   readonly lastCommittedSeq: number;
   readBatch(fromSeq: number, maxRecords: number, maxBytes: number): Promise<ReadBatch>;
   cursor(name: string): number | undefined;
+  cursorNames(): string[];
   openCursor(name: string, initial?: number): Promise<number>;
   commitCursor(name: string, seq: number): Promise<void>;
+  /** Forgets a cursor (at once in memory, then on disk), so it no longer holds back trimming. */
+  removeCursor(name: string): Promise<void>;
   on(event: 'commit', listener: (lastSeq: number) => void): unknown;
   off(event: 'commit', listener: (lastSeq: number) => void): unknown;
 }

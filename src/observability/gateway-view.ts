@@ -1,3 +1,4 @@
+import type { ConsumerDirectory } from '../core/consumers.ts';
 import type { SinkDispatcher } from '../dispatch/sink-dispatcher.ts';
 import type { Journal } from '../journal/journal.ts';
 
@@ -8,6 +9,8 @@ export interface GatewayView {
   journal: Journal | null;
   sources: { name: string; counters: object; addresses(): Record<string, string | number> }[];
   dispatchers: SinkDispatcher[];
+  /** The gRPC API's durable consumers; null or absent when the API is disabled. */
+  consumers?: ConsumerDirectory | null;
   /** Journal open and every listener bound. */
   ready(): boolean;
 }

@@ -109,13 +109,13 @@ export function createMetricsRegistry(view: GatewayView): Registry {
   );
   add(
     'edgeferry_journal_write_errors_total',
-    'Group commits that failed to write.',
+    'Journal writes that failed (group commits, dead letters, cursor moves, range deletes).',
     'counter',
     j((x) => one(x.counters.writeErrors)),
   );
   add(
     'edgeferry_journal_quarantined_total',
-    'Journals moved aside at start-up because they could not be opened.',
+    'Journals moved aside at start-up because their files were damaged.',
     'counter',
     j((x) => one(x.counters.quarantined)),
   );
@@ -124,6 +124,24 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     'Records moved to the dead-letter space.',
     'counter',
     j((x) => one(x.counters.deadLettered)),
+  );
+  add(
+    'edgeferry_journal_dead_letter_bytes',
+    'Bytes the dead letters take on disk (their budget is journal.deadLetterMaxBytes).',
+    'gauge',
+    j((x) => one(x.deadLetterBytes)),
+  );
+  add(
+    'edgeferry_journal_dead_letters_dropped_total',
+    'Dead letters dropped, oldest first, to stay within journal.deadLetterMaxBytes.',
+    'counter',
+    j((x) => one(x.counters.deadLettersDropped)),
+  );
+  add(
+    'edgeferry_journal_clock_jumps_total',
+    'Wall-clock jumps seen; TTL ages the records already kept by the time they spent here.',
+    'counter',
+    j((x) => one(x.counters.clockJumps)),
   );
 
   const perSink =
@@ -184,6 +202,23 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     (await sinkReports(view)).flatMap((r) =>
       SINK_STATES.map((state) => ({ labels: { sink: r.name, state }, value: r.state === state ? 1 : 0 })),
     ),
+  );
+  add('edgeferry_grpc_consumers', 'Durable consumers of the gRPC API.', 'gauge', () =>
+    view.consumers ? one(view.consumers.list().length) : [],
+  );
+  add(
+    'edgeferry_grpc_consumers_removed_total',
+    'Durable consumers removed: expired (no stream and no Ack for grpc.consumers.expireAfter) or deleted by an operator.',
+    'counter',
+    () => {
+      const r = view.consumers?.removed;
+      return r
+        ? [
+            { labels: { reason: 'expired' }, value: r.expired },
+            { labels: { reason: 'deleted' }, value: r.deleted },
+          ]
+        : [];
+    },
   );
   return reg;
 }

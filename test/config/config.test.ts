@@ -129,6 +129,7 @@ describe('defaults', () => {
         host: '0.0.0.0',
         port: 50051,
         keepalive: { timeMs: 20_000, timeoutMs: 10_000 },
+        consumers: { expireAfter: 86_400_000 },
       },
       log: { level: 'info' },
       shutdown: { drainTimeoutMs: 10_000 },
@@ -237,6 +238,18 @@ describe('validation errors name the field and the reason', () => {
       '  grpc.keepalive.timeMs: invalid duration "5 parsecs": expected a non-negative whole number of milliseconds, or a number with a unit ms, s, m, h or d',
       '  grpc.keepalive.timeoutMs: must be at least 100 ms (got 10)',
     ]);
+  });
+
+  it('grpc.consumers.expireAfter: a duration a timer can hold', () => {
+    expect(parseConfig({ grpc: { consumers: { expireAfter: '2h' } } }, NO_ENV).grpc.consumers).toEqual({
+      expireAfter: 7_200_000,
+    });
+    expect(invalid({ grpc: { consumers: { expireAfter: '30d' } } })).toContain(
+      'grpc.consumers.expireAfter: must be at most 2147483647 ms, the longest timer Node supports (got "30d")',
+    );
+    expect(invalid({ grpc: { consumers: { expireAfter: 0 } } })).toContain(
+      'grpc.consumers.expireAfter: must be at least 1 ms (got 0)',
+    );
   });
 
   it('bad journal.onFull', () => {

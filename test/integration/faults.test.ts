@@ -498,8 +498,8 @@ describe('faults', () => {
 
     const daemon = await restart(first);
     const line = await daemon.waitForLog((l) => typeof l.msg === 'string' && /moved aside/.test(l.msg));
-    expect(String(line.movedTo)).toContain(join(dir, 'journal.corrupt-'));
-    expect(readdirSync(dir).filter((f) => f.startsWith('journal.corrupt-'))).toHaveLength(1);
+    expect(String(line.movedTo)).toContain(join(dir, 'journal', 'corrupt-'));
+    expect(readdirSync(join(dir, 'journal')).filter((f) => f.startsWith('corrupt-'))).toHaveLength(1);
     expect(metricValue(await daemon.metrics(), 'edgeferry_journal_quarantined_total')).toBe(1);
 
     const client = await device(daemon, 'dev-after-quarantine');

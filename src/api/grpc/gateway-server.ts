@@ -9,9 +9,11 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { CONSUMER_NAME, type ConsumerInfo } from '../../core/consumers.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { Downlink, RecordLog } from '../../core/pipeline.ts';
 import { TopicRouter, validateTopicFilter } from '../../core/topic-filter.ts';
+import { Consumers, consumerCursor, type StreamLease } from './consumers.ts';
 import { loadService } from './proto.ts';
 import { Subscription } from './subscription.ts';
 
@@ -28,6 +30,8 @@ export interface GrpcServerOptions {
   tls?: GrpcServerTls;
   /** Server keepalive: ping every connection this often, drop it when a ping is not answered. */
   keepalive?: { timeMs: number; timeoutMs: number };
+  /** A durable consumer with no open stream and no Ack for this long is removed (default 1 day). */
+  consumers?: { expireAfter: number };
 }
 
 interface SubscribeRequest {
@@ -49,10 +53,26 @@ interface PublishRequest {
   retain: boolean;
 }
 
-const CONSUMER_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+interface ConsumerMessage {
+  name: string;
+  position: number;
+  backlog: number;
+  openStreams: number;
+  lastActivityMs: number;
+  expiresAtMs: number;
+}
 
-export function consumerCursor(name: string): string {
-  return `consumer/${name}`;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function consumerMessage(c: ConsumerInfo): ConsumerMessage {
+  return {
+    name: c.name,
+    position: c.position,
+    backlog: c.backlog,
+    openStreams: c.openStreams,
+    lastActivityMs: c.lastActivityAt,
+    expiresAtMs: c.expiresAt ?? 0,
+  };
 }
 
 /** A gRPC status error as grpc-js expects it from a handler. */
@@ -67,6 +87,8 @@ function grpcError(code: status, details: string) {
  */
 export class GatewayGrpcServer {
   readonly subscriptions = new Set<Subscription>();
+  /** The durable consumers: listed and deleted over gRPC and the admin HTTP API, expired here. */
+  readonly consumers: Consumers;
   private readonly server: Server;
   private readonly opts: GrpcServerOptions;
   private readonly log: Logger;
@@ -86,6 +108,7 @@ export class GatewayGrpcServer {
   constructor(opts: GrpcServerOptions, log: Logger) {
     this.opts = opts;
     this.log = log;
+    this.consumers = new Consumers(opts.consumers?.expireAfter ?? DAY_MS, log);
     this.server = new Server({
       'grpc.keepalive_time_ms': opts.keepalive?.timeMs ?? 20_000,
       'grpc.keepalive_timeout_ms': opts.keepalive?.timeoutMs ?? 10_000,
@@ -102,6 +125,8 @@ export class GatewayGrpcServer {
       Subscribe: this.subscribe,
       Ack: this.ack,
       Publish: this.publish,
+      ListConsumers: this.listConsumers,
+      DeleteConsumer: this.deleteConsumer,
     });
     this.health.addToServer(this.server);
   }
@@ -126,6 +151,7 @@ export class GatewayGrpcServer {
   attach(records: RecordLog, downlink: Downlink | null): void {
     this.records = records;
     this.downlink = downlink;
+    this.consumers.attach(records);
   }
 
   setServing(serving: boolean): void {
@@ -136,6 +162,7 @@ export class GatewayGrpcServer {
 
   async stop(graceMs = 2_000): Promise<void> {
     this.setServing(false);
+    this.consumers.stop();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
@@ -188,10 +215,23 @@ export class GatewayGrpcServer {
       default:
         after = log.lastCommittedSeq;
     }
+    let lease: StreamLease | null = null;
     if (req.consumer) {
       if (!CONSUMER_NAME.test(req.consumer))
         throw grpcError(status.INVALID_ARGUMENT, 'consumer: must match [A-Za-z0-9_.-]{1,128}');
-      after = await log.openCursor(consumerCursor(req.consumer), after);
+      // Held from before the cursor exists until the stream ends: the consumer cannot expire
+      // meanwhile, and deleting it ends this stream.
+      lease = await this.consumers.open(req.consumer);
+      try {
+        after = await log.openCursor(consumerCursor(req.consumer), after);
+      } catch (err) {
+        lease.release();
+        throw err;
+      }
+      if (lease.revoked) {
+        lease.release();
+        throw lease.revoked;
+      }
     }
     const sub = new Subscription(
       call as ServerWritableStream<unknown, Buffer>,
@@ -199,6 +239,7 @@ export class GatewayGrpcServer {
       new TopicRouter(filters),
       after,
     );
+    lease?.bind(sub);
     this.subscriptions.add(sub);
     this.log.info(
       { consumer: req.consumer || null, filters, after, peer: call.getPeer() },
@@ -207,12 +248,21 @@ export class GatewayGrpcServer {
     try {
       await sub.run();
     } finally {
+      lease?.release();
       this.subscriptions.delete(sub);
       this.log.info(
-        { consumer: req.consumer || null, sent: sub.sent, peer: call.getPeer() },
+        {
+          consumer: req.consumer || null,
+          sent: sub.sent,
+          gaps: sub.gaps,
+          missed: sub.missed,
+          ended: sub.endedWith?.message ?? null,
+          peer: call.getPeer(),
+        },
         'subscriber gone',
       );
     }
+    if (sub.endedWith) throw sub.endedWith;
     call.end();
   }
 
@@ -246,8 +296,42 @@ export class GatewayGrpcServer {
       );
       return;
     }
+    this.consumers.acked(consumer);
     records.commitCursor(name, seq).then(
       () => cb(null, { seq: records.cursor(name) ?? seq }),
+      (err) => cb(grpcError(status.UNAVAILABLE, (err as Error).message)),
+    );
+  };
+
+  private readonly listConsumers = (
+    _call: ServerUnaryCall<object, { consumers: ConsumerMessage[] }>,
+    cb: sendUnaryData<{ consumers: ConsumerMessage[] }>,
+  ): void => {
+    if (!this.records) {
+      cb(grpcError(status.UNAVAILABLE, 'the gateway is starting: journal not open yet'));
+      return;
+    }
+    cb(null, { consumers: this.consumers.list().map(consumerMessage) });
+  };
+
+  private readonly deleteConsumer = (
+    call: ServerUnaryCall<{ name: string }, { endedStreams: number }>,
+    cb: sendUnaryData<{ endedStreams: number }>,
+  ): void => {
+    const { name } = call.request;
+    if (!this.records) {
+      cb(grpcError(status.UNAVAILABLE, 'the gateway is starting: journal not open yet'));
+      return;
+    }
+    if (!CONSUMER_NAME.test(name)) {
+      cb(grpcError(status.INVALID_ARGUMENT, 'name: must match [A-Za-z0-9_.-]{1,128}'));
+      return;
+    }
+    this.consumers.delete(name).then(
+      (res) =>
+        res
+          ? cb(null, res)
+          : cb(grpcError(status.NOT_FOUND, `no durable consumer named ${JSON.stringify(name)}`)),
       (err) => cb(grpcError(status.UNAVAILABLE, (err as Error).message)),
     );
   };

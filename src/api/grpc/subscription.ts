@@ -2,6 +2,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { RecordLog } from '../../core/pipeline.ts';
 import { readTopic, recordPrefix } from '../../core/record.ts';
 import type { TopicRouter } from '../../core/topic-filter.ts';
+import { encodeGapRecord, type GapReason } from './gap.ts';
 
 const READ_RECORDS = 256;
 const READ_BYTES = 1024 * 1024;
@@ -11,6 +12,10 @@ const READ_BYTES = 1024 * 1024;
  * live alike, through the same read path, so there is no seam to fall into. When the client
  * reads slowly, `write` returns false and the loop waits for 'drain' before reading the journal
  * again: memory stays bounded by the stream's buffer, and ingest never waits for a consumer.
+ *
+ * The disk budget wins over a subscriber: when the journal no longer has the next record (the
+ * oldest were dropped for the budget or the TTL, or trimmed), the stream says so with a gap
+ * notice and goes on at the oldest retained record. It never skips a seq without telling.
  */
 export class Subscription {
   private readonly call: ServerWritableStream<unknown, Buffer>;
@@ -22,6 +27,11 @@ export class Subscription {
   private waitingFor: 'commit' | 'drain' | null = null;
   /** Records written to this stream. */
   sent = 0;
+  /** Gap notices written, and the seqs they covered. */
+  gaps = 0;
+  missed = 0;
+  /** Set when the stream was ended with an error for the client (its consumer was deleted). */
+  endedWith: Error | null = null;
 
   constructor(
     call: ServerWritableStream<unknown, Buffer>,
@@ -35,8 +45,9 @@ export class Subscription {
     this.pos = afterSeq;
   }
 
-  /** Ends the stream (shutdown): the loop stops and the caller completes the call. */
-  end(): void {
+  /** Ends the stream: the loop stops and the caller completes the call, with `err` if given. */
+  end(err?: Error): void {
+    if (err && !this.ended) this.endedWith = err;
     this.ended = true;
     this.wakeUp();
   }
@@ -84,11 +95,22 @@ export class Subscription {
         await this.waitFor('commit');
         continue;
       }
+      // Checked in the same turn as the read starts, so the read cannot begin further on.
+      const first = this.log.firstRetainedSeq;
+      if (this.pos + 1 < first) {
+        await this.sendGap(first - 1, 'not retained');
+        continue;
+      }
       const { records, next } = await this.log.readBatch(this.pos + 1, READ_RECORDS, READ_BYTES);
       for (const r of records) {
         if (this.ended) return;
+        // The journal's seqs have no holes: one skipped here failed its checksum.
+        if (r.seq > this.pos + 1) await this.sendGap(r.seq - 1, 'corrupt');
+        if (this.ended) return;
         this.pos = r.seq;
-        if (!this.router.matchesAll && !this.router.matches(readTopic(r.body))) continue;
+        // Every record goes through the router, `#` too: it keeps `$` topics from filters that
+        // start with a wildcard [MQTT-4.7.2-1] (and answers `#` for the others at once).
+        if (!this.router.matches(readTopic(r.body))) continue;
         const prefix = recordPrefix(this.log.epoch, r.seq);
         this.sent++;
         if (!this.call.write(Buffer.concat([prefix, r.body], prefix.length + r.body.length))) {
@@ -97,7 +119,16 @@ export class Subscription {
         }
       }
       // Past records that failed their checksum too, never past what the read did not look at.
-      if (!this.ended) this.pos = Math.max(this.pos, next - 1);
+      if (!this.ended && next - 1 > this.pos) await this.sendGap(next - 1, 'corrupt');
     }
+  }
+
+  /** Tells the client it misses `pos + 1 .. toSeq`, and moves past them. */
+  private async sendGap(toSeq: number, reason: GapReason): Promise<void> {
+    const from = this.pos + 1;
+    this.pos = toSeq;
+    this.gaps++;
+    this.missed += toSeq - from + 1;
+    if (!this.call.write(encodeGapRecord(from, toSeq, reason))) await this.waitFor('drain');
   }
 }
