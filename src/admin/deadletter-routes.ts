@@ -8,11 +8,6 @@ const MAX_PAGE = 1000;
 const MAX_LISTING_BODY_BYTES = 4 * 1024 * 1024;
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 
-/** The dispatcher's dead-letter replay, from src/dispatch (see SinkDispatcher.replayDeadLetters). */
-interface Replayer {
-  replayDeadLetters(limit: number): Promise<{ replayed: number; remaining: boolean }>;
-}
-
 function journalOf(view: GatewayView): Journal {
   if (!view.journal) throw new HttpError(503, 'the journal is not open yet');
   return view.journal;
@@ -121,12 +116,8 @@ export async function replayDeadLetters(view: GatewayView, url: URL) {
   const sink = requiredParam(url, 'sink');
   const d = view.dispatchers.find((x) => x.sink.name === sink);
   if (!d) throw new HttpError(404, `sink: no sink named ${JSON.stringify(sink)} is configured`);
-  const replayer = d as unknown as Partial<Replayer>;
-  if (typeof replayer.replayDeadLetters !== 'function') {
-    throw new HttpError(501, 'this build of the dispatcher cannot replay dead letters');
-  }
   try {
-    return { sink, ...(await replayer.replayDeadLetters(limit)) };
+    return { sink, ...(await d.replayDeadLetters(limit)) };
   } catch (err) {
     // Not running (starting, stopping) or a replay already waiting: try again later.
     throw new HttpError(409, `sink ${sink}: ${(err as Error).message}`);

@@ -354,16 +354,27 @@ export class SinkDispatcher {
    * itself when all of them stay (the common case: no copy).
    */
   private select(records: StoredRecord[]): StoredRecord[] {
-    const cutoff = this.journal.expiryCutoff();
+    const journal = this.journal;
+    // The cutoff of the batch's oldest record is the lowest of the batch, clock jumps included
+    // (Journal.expiryCutoff): a batch younger than it skips the per-record TTL check.
+    const now = Date.now();
+    const lowest = journal.expiryCutoff(now, records[0].seq);
+    const perRecord = lowest !== 0 && journal.clockJumpsKept;
     const router = this.router;
     const n = records.length;
     let i = 0;
-    while (i < n && records[i].ts >= cutoff && router.matchesRecord(records[i].body)) i++;
+    while (
+      i < n &&
+      (perRecord ? records[i].ts >= journal.expiryCutoff(now, records[i].seq) : records[i].ts >= lowest) &&
+      router.matchesRecord(records[i].body)
+    ) {
+      i++;
+    }
     if (i === n) return records;
     const out = records.slice(0, i);
     for (; i < n; i++) {
       const r = records[i];
-      if (r.ts < cutoff) this.counters.expired++;
+      if (r.ts < (perRecord ? journal.expiryCutoff(now, r.seq) : lowest)) this.counters.expired++;
       else if (router.matchesRecord(r.body)) out.push(r);
       else this.counters.filtered++;
     }

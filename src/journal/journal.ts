@@ -668,6 +668,11 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     return this.records > 0 ? this.nextCum - this.firstCum : 0;
   }
 
+  /** True while a wall-clock jump concerns retained records: their cutoffs differ by seq. */
+  get clockJumpsKept(): boolean {
+    return this.clockShifts.size > 0;
+  }
+
   /**
    * Records older than this ts (ms) are expired; 0 without a TTL. With `seq`, the cutoff for
    * that record: moved by the wall-clock jumps since it was committed (clock-shifts.ts), so a

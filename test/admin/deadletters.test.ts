@@ -5,7 +5,6 @@
 
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SinkDispatcher } from '../../src/dispatch/sink-dispatcher.ts';
 import {
   baseConfig,
   type DaemonHandle,
@@ -216,32 +215,26 @@ describe('DELETE /v1/deadletters and the count in /v1/status', () => {
   });
 });
 
-const canReplay =
-  typeof (SinkDispatcher.prototype as unknown as Record<string, unknown>).replayDeadLetters === 'function';
-
 describe('POST /v1/deadletters/replay', () => {
-  it.skipIf(!canReplay)(
-    'sends the oldest dead letters again through the sink and deletes the acknowledged ones (skipped while SinkDispatcher has no replayDeadLetters: it comes from the sinks branch)',
-    async () => {
-      const rx = await refusingReceiver();
-      const d = await gateway({ sinks: [{ name: 'up', type: 'http', url: rx.url }] });
-      const dev = await device(d, 'dl-replay');
-      await publish(dev, 'rp/t', 120, (i) => `r${i + 1}`);
-      await eventually(async () => (await sinkStatus(d, 'up')).deadLetters.count === 120, '120 kept');
-      expect((await http(d, 'POST', '/v1/deadletters/replay?sink=up&limit=0')).status).toBe(400);
-      expect((await http(d, 'POST', '/v1/deadletters/replay?sink=nope')).status).toBe(404);
+  it('sends the oldest dead letters again through the sink and deletes the acknowledged ones', async () => {
+    const rx = await refusingReceiver();
+    const d = await gateway({ sinks: [{ name: 'up', type: 'http', url: rx.url }] });
+    const dev = await device(d, 'dl-replay');
+    await publish(dev, 'rp/t', 120, (i) => `r${i + 1}`);
+    await eventually(async () => (await sinkStatus(d, 'up')).deadLetters.count === 120, '120 kept');
+    expect((await http(d, 'POST', '/v1/deadletters/replay?sink=up&limit=0')).status).toBe(400);
+    expect((await http(d, 'POST', '/v1/deadletters/replay?sink=nope')).status).toBe(404);
 
-      rx.respond = () => ({ status: 200 });
-      const r = await http(d, 'POST', '/v1/deadletters/replay?sink=up&limit=50');
-      expect(r).toMatchObject({ status: 200, body: { sink: 'up', replayed: 50, remaining: true } });
-      // The HTTP sink sends payloads base64 by default.
-      const payloads = () => rx.records.map((x) => Buffer.from(x.payload, 'base64').toString());
-      expect(payloads()).toEqual(Array.from({ length: 50 }, (_, i) => `r${i + 1}`));
-      expect((await sinkStatus(d, 'up')).deadLetters.count).toBe(70);
-      const rest = await http(d, 'POST', '/v1/deadletters/replay?sink=up&limit=1000');
-      expect(rest.body).toMatchObject({ replayed: 70, remaining: false });
-      expect(payloads()).toEqual(Array.from({ length: 120 }, (_, i) => `r${i + 1}`));
-      expect((await sinkStatus(d, 'up')).deadLetters).toEqual({ count: 0, bytes: 0 });
-    },
-  );
+    rx.respond = () => ({ status: 200 });
+    const r = await http(d, 'POST', '/v1/deadletters/replay?sink=up&limit=50');
+    expect(r).toMatchObject({ status: 200, body: { sink: 'up', replayed: 50, remaining: true } });
+    // The HTTP sink sends payloads base64 by default.
+    const payloads = () => rx.records.map((x) => Buffer.from(x.payload, 'base64').toString());
+    expect(payloads()).toEqual(Array.from({ length: 50 }, (_, i) => `r${i + 1}`));
+    expect((await sinkStatus(d, 'up')).deadLetters.count).toBe(70);
+    const rest = await http(d, 'POST', '/v1/deadletters/replay?sink=up&limit=1000');
+    expect(rest.body).toMatchObject({ replayed: 70, remaining: false });
+    expect(payloads()).toEqual(Array.from({ length: 120 }, (_, i) => `r${i + 1}`));
+    expect((await sinkStatus(d, 'up')).deadLetters).toEqual({ count: 0, bytes: 0 });
+  });
 });

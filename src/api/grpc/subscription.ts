@@ -1,6 +1,6 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { RecordLog } from '../../core/pipeline.ts';
-import { readTopic, recordPrefix } from '../../core/record.ts';
+import { recordPrefix } from '../../core/record.ts';
 import type { TopicRouter } from '../../core/topic-filter.ts';
 import { encodeGapRecord, type GapReason } from './gap.ts';
 
@@ -109,8 +109,8 @@ export class Subscription {
         if (this.ended) return;
         this.pos = r.seq;
         // Every record goes through the router, `#` too: it keeps `$` topics from filters that
-        // start with a wildcard [MQTT-4.7.2-1] (and answers `#` for the others at once).
-        if (!this.router.matches(readTopic(r.body))) continue;
+        // start with a wildcard [MQTT-4.7.2-1] (for `#` from the topic's first byte alone).
+        if (!this.router.matchesRecord(r.body)) continue;
         const prefix = recordPrefix(this.log.epoch, r.seq);
         this.sent++;
         if (!this.call.write(Buffer.concat([prefix, r.body], prefix.length + r.body.length))) {
