@@ -45,7 +45,10 @@ export interface OutboundBatch {
  * An upstream destination. `send` resolves when the upstream acknowledged the whole batch; it
  * rejects with a `SinkSendError` (retryable or not) otherwise, and must give up when `signal`
  * aborts (the dispatcher's deadline or shutdown). The dispatcher owns ordering, batching, retry
- * and cursors; a sink only turns a batch into one upstream call.
+ * and cursors; a sink turns a batch into upstream calls (one, or several in order when the
+ * upstream's message limit needs it: then a failure says in `acked` how many records at the
+ * front were already acknowledged, and a final one in `refused` how many it concerns).
+ * Credentials refused by the upstream reject with a `SinkAuthError` (retryable).
  */
 export interface Sink {
   readonly name: string;
