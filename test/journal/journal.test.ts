@@ -17,6 +17,7 @@ import { VALUE_HEADER_BYTES } from '../../src/journal/value.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { mountTmpfs } from '../helpers/tmpfs.ts';
 import { isCi } from '../interop/peer-tools.ts';
+import { type Ack, appendAll } from './journal-kit.ts';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
 const BASE_TS = 1_700_000_000_000;
@@ -58,30 +59,6 @@ function rec(i: number, payloadBytes = 0, ts = BASE_TS + i): RecordInput {
 /** What one record counts against the disk budget: key plus value (header and body). */
 function recordSize(r: RecordInput): number {
   return encodeRecord(r, VALUE_HEADER_BYTES).length + RECORD_KEY_BYTES;
-}
-
-interface Ack {
-  err: Error | null;
-  seq: number;
-}
-
-/** Appends all of `inputs` in the current tick; resolves with every callback's outcome, in order. */
-function appendAll(journal: Journal, inputs: RecordInput[]): Promise<Ack[]> {
-  return new Promise((resolve) => {
-    const out: Ack[] = new Array(inputs.length);
-    let left = inputs.length;
-    if (left === 0) resolve(out);
-    inputs.forEach((r, i) => {
-      journal.append(
-        r,
-        (err, seq, idx: number) => {
-          out[idx] = { err, seq };
-          if (--left === 0) resolve(out);
-        },
-        i,
-      );
-    });
-  });
 }
 
 const range = (from: number, to: number): number[] =>
