@@ -262,6 +262,10 @@ export const configSchema = z.preprocess(
         host: nonEmpty().default('0.0.0.0'),
         port: port().default(1883),
         maxPacketBytes: bytes().prefault('256KiB'),
+        // mosquitto's max_queued_messages / max_queued_bytes: per client, what waits to be sent
+        // to it (in its socket while connected, in its session while a clean: false client is away).
+        maxQueuedMessages: integer(1).default(1000),
+        maxQueuedBytes: bytes().prefault('1MiB'),
       }),
       admin: section({
         enabled: z.boolean().default(true),

@@ -46,6 +46,24 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     perSource('pauses'),
   );
 
+  // The embedded broker's own bounds (README: MQTT broker bounds).
+  const mqtt = (field: string) => () => {
+    const s = view.sources.find((x) => x.name === 'mqtt');
+    return s ? [{ labels: {}, value: (s.counters as Record<string, number>)[field] ?? 0 }] : [];
+  };
+  add(
+    'edgeferry_mqtt_slow_subscriber_disconnects_total',
+    'MQTT subscribers disconnected because a QoS 1/2 message found maxQueuedMessages or maxQueuedBytes waiting in their socket.',
+    'counter',
+    mqtt('slowSubscriberDisconnects'),
+  );
+  add(
+    'edgeferry_mqtt_slow_subscriber_dropped_total',
+    'QoS 0 messages not sent to an MQTT subscriber whose socket queue was full.',
+    'counter',
+    mqtt('slowSubscriberDropped'),
+  );
+
   const j = (f: (journal: NonNullable<GatewayView['journal']>) => Sample[]) => () =>
     view.journal ? f(view.journal) : [];
   const one = (value: number): Sample[] => [{ labels: {}, value }];

@@ -4,12 +4,17 @@ import { type Logger, ThrottledLog } from '../../core/logger.ts';
 import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
 import type { RecordInput } from '../../core/record.ts';
 import { AckGate } from './ack-gate.ts';
+import { OutboundBound, type OutboundOverflow } from './outbound-bound.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
 
 export interface MqttBrokerOptions {
   host: string;
   port: number;
   maxPacketBytes: number;
+  /** Per client: PUBLISH packets waiting in its socket (see OutboundBound). */
+  maxQueuedMessages: number;
+  /** Per client: bytes waiting in its socket. */
+  maxQueuedBytes: number;
 }
 
 export interface MqttSourceCounters {
@@ -21,6 +26,10 @@ export interface MqttSourceCounters {
   connections: number;
   /** Times intake paused because too much waited for the journal's commit. */
   pauses: number;
+  /** Subscribers disconnected because a QoS 1/2 message found their queue full. */
+  slowSubscriberDisconnects: number;
+  /** QoS 0 messages not sent to a subscriber whose queue was full. */
+  slowSubscriberDropped: number;
 }
 
 /**
@@ -37,7 +46,7 @@ export interface MqttSourceCounters {
  * Back-pressure: while the journal is saturated, connections that publish are paused (their
  * sockets are not read), so a flood fills TCP windows instead of memory.
  */
-export class MqttBrokerSource implements Source, Downlink {
+export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   readonly name = 'mqtt';
   readonly counters: MqttSourceCounters = {
     received: 0,
@@ -45,6 +54,8 @@ export class MqttBrokerSource implements Source, Downlink {
     protocolErrors: 0,
     connections: 0,
     pauses: 0,
+    slowSubscriberDisconnects: 0,
+    slowSubscriberDropped: 0,
   };
   private readonly opts: MqttBrokerOptions;
   private readonly appender: RecordAppender;
@@ -56,6 +67,7 @@ export class MqttBrokerSource implements Source, Downlink {
   private readonly paused = new Set<Socket>();
   private readonly refusedLog = new ThrottledLog();
   private readonly protocolLog = new ThrottledLog();
+  private readonly slowLog = new ThrottledLog();
   private accepting = false;
 
   constructor(opts: MqttBrokerOptions, appender: RecordAppender, log: Logger) {
@@ -124,6 +136,9 @@ export class MqttBrokerSource implements Source, Downlink {
       return;
     }
     this.counters.connections++;
+    // The bound wraps socket.write first, so the gate's released writes pass through it and the
+    // acks the gate holds never count as queued (see OutboundBound).
+    new OutboundBound(socket, this.opts, this);
     this.sockets.set(socket, new AckGate(socket));
     socket.once('close', () => this.sockets.delete(socket));
     socket.setNoDelay(true);
@@ -150,6 +165,35 @@ export class MqttBrokerSource implements Source, Downlink {
       );
     }
     socket.destroy();
+  }
+
+  outboundOverflow(socket: Socket, bound: OutboundBound): void {
+    this.counters.slowSubscriberDisconnects++;
+    this.logSlow(socket, bound, 'mqtt subscriber not reading: disconnected');
+  }
+
+  outboundDropped(socket: Socket, bound: OutboundBound): void {
+    this.counters.slowSubscriberDropped++;
+    // One line when a connection starts dropping, not one per message.
+    if (bound.dropped === 1)
+      this.logSlow(socket, bound, 'mqtt subscriber not reading: QoS 0 messages dropped');
+  }
+
+  private logSlow(socket: Socket, bound: OutboundBound, msg: string): void {
+    const suppressed = this.slowLog.take();
+    if (suppressed < 0) return;
+    this.log.warn(
+      {
+        client: (socket as { client?: Client }).client?.id ?? null,
+        remote: socket.remoteAddress,
+        queuedMessages: bound.queuedMessages,
+        queuedBytes: bound.queuedBytes,
+        maxQueuedMessages: this.opts.maxQueuedMessages,
+        maxQueuedBytes: this.opts.maxQueuedBytes,
+        suppressed,
+      },
+      msg,
+    );
   }
 
   private readonly onClientError = (client: Client | null, err: Error): void => {
