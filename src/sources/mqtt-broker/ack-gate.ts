@@ -45,6 +45,11 @@ export class AckGate {
     } as Socket['write'];
   }
 
+  /** Nothing of this connection waits for a commit: what it writes now goes out at once. */
+  get idle(): boolean {
+    return this.committed === this.appended;
+  }
+
   /** A record of this connection went into the journal's queue. */
   appendedOne(): void {
     this.appended++;
