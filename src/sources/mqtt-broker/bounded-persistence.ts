@@ -1,6 +1,10 @@
 import { Readable } from 'node:stream';
 import aedesPersistence from 'aedes-persistence';
 
+// A CommonJS module whose types declare an ES default export: imported from ESM, the default
+// is module.exports itself, the factory function.
+const memory = aedesPersistence as unknown as () => unknown;
+
 // aedes' in-memory persistence (aedes-persistence 11) queues every QoS >= 1 message for an
 // offline `clean: false` session without limit (about 1.2-2.2 KB a message) and keeps retained
 // messages in an unbounded map. Its state is in private class fields, so a subclass cannot trim
@@ -393,10 +397,6 @@ export class BoundedPersistence {
     return (this.inner[method] as (...a: unknown[]) => unknown).apply(this.inner, args);
   }
 }
-
-// A CommonJS module whose types declare an ES default export: imported from ESM, the default
-// is module.exports itself, the factory function.
-const memory = aedesPersistence as unknown as () => unknown;
 
 function deleteRetained(topic: string): Packet {
   return { cmd: 'publish', topic, payload: EMPTY, qos: 0, retain: true, dup: false };

@@ -49,6 +49,11 @@ export interface MqttSourceCounters extends PersistenceStats {
  *
  * Back-pressure: while the journal is saturated, connections that publish are paused (their
  * sockets are not read), so a flood fills TCP windows instead of memory.
+ *
+ * Local delivery never holds back that path, and what the broker keeps for clients is bounded:
+ * a subscriber's socket queue (OutboundBound), the sessions of clients that are away and the
+ * retained messages (BoundedPersistence), the QoS 2 exchanges awaiting PUBREL, whose resends
+ * are not journaled twice (Qos2Dedup).
  */
 export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   readonly name = 'mqtt';
