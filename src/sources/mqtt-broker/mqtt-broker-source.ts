@@ -159,8 +159,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     this.counters.connections++;
     // The bound wraps socket.write first, so the gate's released writes pass through it and the
     // acks the gate holds never count as queued (see OutboundBound).
-    new OutboundBound(socket, this.opts, this);
-    this.sockets.set(socket, new AckGate(socket));
+    this.sockets.set(socket, new AckGate(socket, new OutboundBound(socket, this.opts, this)));
     socket.once('close', () => this.sockets.delete(socket));
     socket.setNoDelay(true);
     gateReads(socket, new PacketSizeGuard(this.opts.maxPacketBytes), this);

@@ -68,6 +68,10 @@ export class OutboundBound {
   private head = 0;
   /** QoS 0 messages dropped for this connection. */
   dropped = 0;
+  /** While the AckGate releases a corked batch: what was queued before it (see `beginBatch`). */
+  private batching = false;
+  private batchMessages = 0;
+  private batchBytes = 0;
 
   constructor(socket: Socket, limits: OutboundLimits, owner: OutboundOverflow) {
     this.socket = socket;
@@ -79,6 +83,23 @@ export class OutboundBound {
     socket.write = function boundedWrite(this: Socket, chunk: unknown, encoding?: unknown, cb?: unknown) {
       return bound.onWrite(chunk, encoding, cb);
     } as Socket['write'];
+  }
+
+  /**
+   * The AckGate releases a commit's held writes into a corked socket, to go out in one writev on
+   * the next tick: until then they all sit in the buffer, though the kernel may take them at
+   * once. A client that publishes and subscribes gets every delivery that arrived during its
+   * commit in such a batch, so the batch is admitted against what was queued before it; the next
+   * PUBLISH after the uncork counts it all.
+   */
+  beginBatch(): void {
+    this.batchMessages = this.queuedMessages;
+    this.batchBytes = this.socket.writableLength;
+    this.batching = true;
+  }
+
+  endBatch(): void {
+    this.batching = false;
   }
 
   /** PUBLISH packets handed to the socket that it has not yet passed to the kernel. */
@@ -195,12 +216,9 @@ export class OutboundBound {
   /** Whether a PUBLISH whose first byte is `first`, at offset `at` of its chunk, may go into the socket. */
   private admit(first: number, at: number): boolean {
     const limits = this.limits;
-    if (
-      this.queuedMessages < limits.maxQueuedMessages &&
-      this.socket.writableLength < limits.maxQueuedBytes
-    ) {
-      return true;
-    }
+    const messages = this.batching ? this.batchMessages : this.queuedMessages;
+    const bytes = this.batching ? this.batchBytes : this.socket.writableLength;
+    if (messages < limits.maxQueuedMessages && bytes < limits.maxQueuedBytes) return true;
     const qos = (first >> 1) & 3;
     if (qos === 0 && at === 0) {
       this.dropped++;
