@@ -46,6 +46,49 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     perSource('pauses'),
   );
 
+  // The embedded broker's own bounds (README: MQTT broker bounds).
+  const mqtt = (field: string) => () => {
+    const s = view.sources.find((x) => x.name === 'mqtt');
+    return s ? [{ labels: {}, value: (s.counters as Record<string, number>)[field] ?? 0 }] : [];
+  };
+  add(
+    'edgeferry_mqtt_slow_subscriber_disconnects_total',
+    'MQTT subscribers disconnected because a QoS 1/2 message found maxQueuedMessages or maxQueuedBytes waiting in their socket.',
+    'counter',
+    mqtt('slowSubscriberDisconnects'),
+  );
+  add(
+    'edgeferry_mqtt_slow_subscriber_dropped_total',
+    'QoS 0 messages not sent to an MQTT subscriber whose socket queue was full.',
+    'counter',
+    mqtt('slowSubscriberDropped'),
+  );
+  add(
+    'edgeferry_mqtt_offline_dropped_total',
+    'Messages queued for clean: false MQTT sessions that were dropped, oldest first, past maxQueuedMessages/Bytes (per session or total).',
+    'counter',
+    mqtt('offlineDropped'),
+  );
+  add(
+    'edgeferry_mqtt_queued_messages',
+    'Messages the MQTT broker holds for clean: false sessions (away, or sent and not yet acknowledged).',
+    'gauge',
+    mqtt('queuedMessages'),
+  );
+  add(
+    'edgeferry_mqtt_retained_dropped_total',
+    'Retained MQTT messages dropped, oldest stored first, past maxRetainedMessages/Bytes.',
+    'counter',
+    mqtt('retainedDropped'),
+  );
+  add('edgeferry_mqtt_retained_messages', 'Retained MQTT messages held.', 'gauge', mqtt('retainedMessages'));
+  add(
+    'edgeferry_mqtt_qos2_duplicates_total',
+    'Resent QoS 2 PUBLISH packets (same packet id, before PUBREL) acknowledged but not journaled again.',
+    'counter',
+    mqtt('qos2Duplicates'),
+  );
+
   const j = (f: (journal: NonNullable<GatewayView['journal']>) => Sample[]) => () =>
     view.journal ? f(view.journal) : [];
   const one = (value: number): Sample[] => [{ labels: {}, value }];

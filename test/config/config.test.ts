@@ -122,7 +122,20 @@ describe('defaults', () => {
         maxPendingBytes: 16 * 1024 * 1024,
         lockWaitMs: 30_000,
       },
-      mqtt: { enabled: true, host: '0.0.0.0', port: 1883, maxPacketBytes: 256 * 1024 },
+      mqtt: {
+        enabled: true,
+        host: '0.0.0.0',
+        port: 1883,
+        maxPacketBytes: 256 * 1024,
+        maxQueuedMessages: 1000,
+        maxQueuedBytes: 1024 ** 2,
+        maxQueuedMessagesTotal: 100_000,
+        maxQueuedBytesTotal: 64 * 1024 ** 2,
+        maxRetainedMessages: 10_000,
+        maxRetainedBytes: 16 * 1024 ** 2,
+        maxAwaitingRel: 1000,
+        maxAwaitingRelTotal: 100_000,
+      },
       admin: { enabled: true, host: '0.0.0.0', port: 8080 },
       grpc: {
         enabled: true,
@@ -145,7 +158,8 @@ describe('defaults', () => {
 
   it('keeps defaults for the keys a partial section leaves out', () => {
     const config = parseConfig({ mqtt: { port: 0 }, journal: { groupCommit: { maxRecords: 1 } } }, NO_ENV);
-    expect(config.mqtt).toEqual({ enabled: true, host: '0.0.0.0', port: 0, maxPacketBytes: 262_144 });
+    expect(config.mqtt).toMatchObject({ enabled: true, host: '0.0.0.0', port: 0, maxPacketBytes: 262_144 });
+    expect(config.mqtt.maxQueuedMessages).toBe(1000);
     expect(config.journal.groupCommit).toEqual({ maxRecords: 1, maxDelayMs: 0 });
   });
 

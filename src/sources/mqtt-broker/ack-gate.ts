@@ -1,5 +1,11 @@
 import type { Socket } from 'node:net';
 
+/** What sits below the gate and wants to know when a released batch is corked (OutboundBound). */
+export interface BatchObserver {
+  beginBatch(): void;
+  endBatch(): void;
+}
+
 interface HeldWrite {
   /** Released once this many of the connection's appended records are committed. */
   upTo: number;
@@ -28,9 +34,11 @@ export class AckGate {
   private refused = false;
   private readonly socket: Socket;
   private readonly write: Socket['write'];
+  private readonly below: BatchObserver | null;
 
-  constructor(socket: Socket) {
+  constructor(socket: Socket, below: BatchObserver | null = null) {
     this.socket = socket;
+    this.below = below;
     const write = socket.write;
     this.write = write;
     const gate = this;
@@ -43,6 +51,11 @@ export class AckGate {
       // Held bytes are bounded by the journal's pending limit (the source pauses reading).
       return true;
     } as Socket['write'];
+  }
+
+  /** Nothing of this connection waits for a commit: what it writes now goes out at once. */
+  get idle(): boolean {
+    return this.committed === this.appended;
   }
 
   /** A record of this connection went into the journal's queue. */
@@ -58,6 +71,7 @@ export class AckGate {
       // One group commit releases many acks: send them in one writev, not a syscall each.
       this.corked = true;
       this.socket.cork();
+      this.below?.beginBatch();
       process.nextTick(uncork, this);
     }
     while (this.next < held.length && held[this.next].upTo <= this.committed) {
@@ -76,6 +90,7 @@ export class AckGate {
   uncork(): void {
     this.corked = false;
     this.socket.uncork();
+    this.below?.endBatch();
   }
 
   /**

@@ -4,15 +4,22 @@ import { type Logger, ThrottledLog } from '../../core/logger.ts';
 import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
 import type { RecordInput } from '../../core/record.ts';
 import { AckGate } from './ack-gate.ts';
+import { BoundedPersistence, type PersistenceLimits, type PersistenceStats } from './bounded-persistence.ts';
+import { OutboundBound, type OutboundOverflow } from './outbound-bound.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
+import { Qos2Dedup, type Qos2Limits, type Qos2Pending } from './qos2-dedup.ts';
 
-export interface MqttBrokerOptions {
+/**
+ * `maxQueuedMessages` / `maxQueuedBytes` bound, per client, both what waits in its socket
+ * (OutboundBound) and what its session keeps while it is away (BoundedPersistence).
+ */
+export interface MqttBrokerOptions extends PersistenceLimits, Qos2Limits {
   host: string;
   port: number;
   maxPacketBytes: number;
 }
 
-export interface MqttSourceCounters {
+export interface MqttSourceCounters extends PersistenceStats {
   received: number;
   /** Publishes the journal refused (full under `reject`, write error): never acknowledged. */
   refused: number;
@@ -21,6 +28,12 @@ export interface MqttSourceCounters {
   connections: number;
   /** Times intake paused because too much waited for the journal's commit. */
   pauses: number;
+  /** Subscribers disconnected because a QoS 1/2 message found their queue full. */
+  slowSubscriberDisconnects: number;
+  /** QoS 0 messages not sent to a subscriber whose queue was full. */
+  slowSubscriberDropped: number;
+  /** Resent QoS 2 PUBLISH packets (same id, before PUBREL) not journaled again. */
+  qos2Duplicates: number;
 }
 
 /**
@@ -36,8 +49,13 @@ export interface MqttSourceCounters {
  *
  * Back-pressure: while the journal is saturated, connections that publish are paused (their
  * sockets are not read), so a flood fills TCP windows instead of memory.
+ *
+ * Local delivery never holds back that path, and what the broker keeps for clients is bounded:
+ * a subscriber's socket queue (OutboundBound), the sessions of clients that are away and the
+ * retained messages (BoundedPersistence), the QoS 2 exchanges awaiting PUBREL, whose resends
+ * are not journaled twice (Qos2Dedup).
  */
-export class MqttBrokerSource implements Source, Downlink {
+export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   readonly name = 'mqtt';
   readonly counters: MqttSourceCounters = {
     received: 0,
@@ -45,6 +63,13 @@ export class MqttBrokerSource implements Source, Downlink {
     protocolErrors: 0,
     connections: 0,
     pauses: 0,
+    slowSubscriberDisconnects: 0,
+    slowSubscriberDropped: 0,
+    qos2Duplicates: 0,
+    offlineDropped: 0,
+    retainedDropped: 0,
+    queuedMessages: 0,
+    retainedMessages: 0,
   };
   private readonly opts: MqttBrokerOptions;
   private readonly appender: RecordAppender;
@@ -52,16 +77,19 @@ export class MqttBrokerSource implements Source, Downlink {
   private broker: Aedes | null = null;
   private server: Server | null = null;
   private readonly sockets = new Map<Socket, AckGate>();
+  private readonly qos2: Qos2Dedup;
   /** Connections not read until the journal catches up (see `pauseReading`). */
   private readonly paused = new Set<Socket>();
   private readonly refusedLog = new ThrottledLog();
   private readonly protocolLog = new ThrottledLog();
+  private readonly slowLog = new ThrottledLog();
   private accepting = false;
 
   constructor(opts: MqttBrokerOptions, appender: RecordAppender, log: Logger) {
     this.opts = opts;
     this.appender = appender;
     this.log = log;
+    this.qos2 = new Qos2Dedup(opts);
   }
 
   /** The broker, for local delivery (gRPC Publish downlinks) once started. */
@@ -84,7 +112,12 @@ export class MqttBrokerSource implements Source, Downlink {
   }
 
   async start(): Promise<void> {
-    const broker = await Aedes.createBroker({ authorizePublish: this.authorizePublish });
+    const broker = await Aedes.createBroker({
+      authorizePublish: this.authorizePublish,
+      persistence: new BoundedPersistence(this.opts, this.counters, this.qos2) as never,
+      // aedes disconnects a client with more QoS 2 messages awaiting PUBREL; Qos2Dedup tracks as many.
+      maxInflightInbound: this.opts.maxAwaitingRel,
+    });
     broker.on('clientError', this.onClientError);
     broker.on('connectionError', this.onClientError);
     this.broker = broker;
@@ -124,7 +157,9 @@ export class MqttBrokerSource implements Source, Downlink {
       return;
     }
     this.counters.connections++;
-    this.sockets.set(socket, new AckGate(socket));
+    // The bound wraps socket.write first, so the gate's released writes pass through it and the
+    // acks the gate holds never count as queued (see OutboundBound).
+    this.sockets.set(socket, new AckGate(socket, new OutboundBound(socket, this.opts, this)));
     socket.once('close', () => this.sockets.delete(socket));
     socket.setNoDelay(true);
     gateReads(socket, new PacketSizeGuard(this.opts.maxPacketBytes), this);
@@ -152,6 +187,35 @@ export class MqttBrokerSource implements Source, Downlink {
     socket.destroy();
   }
 
+  outboundOverflow(socket: Socket, bound: OutboundBound): void {
+    this.counters.slowSubscriberDisconnects++;
+    this.logSlow(socket, bound, 'mqtt subscriber not reading: disconnected');
+  }
+
+  outboundDropped(socket: Socket, bound: OutboundBound): void {
+    this.counters.slowSubscriberDropped++;
+    // One line when a connection starts dropping, not one per message.
+    if (bound.dropped === 1)
+      this.logSlow(socket, bound, 'mqtt subscriber not reading: QoS 0 messages dropped');
+  }
+
+  private logSlow(socket: Socket, bound: OutboundBound, msg: string): void {
+    const suppressed = this.slowLog.take();
+    if (suppressed < 0) return;
+    this.log.warn(
+      {
+        client: (socket as { client?: Client }).client?.id ?? null,
+        remote: socket.remoteAddress,
+        queuedMessages: bound.queuedMessages,
+        queuedBytes: bound.queuedBytes,
+        maxQueuedMessages: this.opts.maxQueuedMessages,
+        maxQueuedBytes: this.opts.maxQueuedBytes,
+        suppressed,
+      },
+      msg,
+    );
+  }
+
   private readonly onClientError = (client: Client | null, err: Error): void => {
     // Refused appends are logged where they happen; here the rest: parse errors, resets.
     if ((err as { code?: string }).code?.startsWith('EF_')) return;
@@ -170,17 +234,65 @@ export class MqttBrokerSource implements Source, Downlink {
       callback(new Error('gateway is shutting down'));
       return;
     }
-    const rec = toRecord(client, packet);
-    this.counters.received++;
     const gate = packet.qos === 0 || !client ? undefined : this.sockets.get(client.conn as Socket);
-    if (gate) {
-      gate.appendedOne();
-      this.appender.append(rec, this.onCommitted, gate);
+    if (gate && packet.qos === 2 && typeof packet.messageId === 'number') {
+      this.appendQos2(client!, packet, gate);
     } else {
-      this.appender.append(rec, null, null);
+      this.counters.received++;
+      if (gate) {
+        gate.appendedOne();
+        this.appender.append(toRecord(client, packet), this.onCommitted, gate);
+      } else {
+        this.appender.append(toRecord(client, packet), null, null);
+      }
     }
     if (client && this.appender.saturated) this.pauseReading(client.conn as Socket);
     callback(null);
+  };
+
+  /**
+   * A QoS 2 PUBLISH is journaled once per exchange: a resend of one still awaiting PUBREL
+   * [MQTT-4.3.3-2] is not appended again. aedes answers it with a PUBREC once it finds the packet
+   * in its store (or publishes it locally if it never stored it); that PUBREC must not leave
+   * before the original record is committed. On the same connection the gate holds it behind the
+   * original. On another one (a resend after a reconnect), if that connection has records of its
+   * own pending, they commit after the older original (one ordered journal) and hold it; if not,
+   * the gate counts one more record that completes with the original's commit.
+   */
+  private appendQos2(client: Client, packet: PublishPacket, gate: AckGate): void {
+    const messageId = packet.messageId as number;
+    const pending = this.qos2.find(client.id, messageId);
+    if (pending !== undefined) {
+      this.counters.qos2Duplicates++;
+      if (!pending.committed && pending.gate !== gate && gate.idle) {
+        gate.appendedOne();
+        if (pending.waiters === null) pending.waiters = [gate];
+        else pending.waiters.push(gate);
+      }
+      return;
+    }
+    this.counters.received++;
+    gate.appendedOne();
+    this.appender.append(
+      toRecord(client, packet),
+      this.onCommittedQos2,
+      this.qos2.track(client.id, messageId, gate),
+    );
+  }
+
+  private readonly onCommittedQos2 = (err: Error | null, _seq: number, pending: Qos2Pending): void => {
+    const waiters = pending.waiters;
+    pending.waiters = null;
+    if (!err) {
+      pending.committed = true;
+      pending.gate.committedOne();
+      if (waiters) for (const g of waiters) g.committedOne();
+      return;
+    }
+    // Not journaled: the resend that follows must be.
+    this.qos2.forget(pending);
+    this.onCommitted(err, _seq, pending.gate);
+    if (waiters) for (const g of waiters) g.refuse();
   };
 
   private readonly onCommitted = (err: Error | null, _seq: number, gate: AckGate): void => {

@@ -1,0 +1,50 @@
+// The mqtt section's bounds: defaults, units, and errors that name the field.
+
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/core/errors.ts';
+
+function errorOf(raw: unknown): string {
+  try {
+    parseConfig(raw, {});
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('mqtt bounds', () => {
+  it('defaults keep a normal fleet working (mosquitto-like 1000 queued messages per client)', () => {
+    const { mqtt } = parseConfig({}, {});
+    expect(mqtt).toMatchObject({
+      maxQueuedMessages: 1000,
+      maxQueuedBytes: 1024 ** 2,
+      maxQueuedMessagesTotal: 100_000,
+      maxQueuedBytesTotal: 64 * 1024 ** 2,
+      maxRetainedMessages: 10_000,
+      maxRetainedBytes: 16 * 1024 ** 2,
+      maxAwaitingRel: 1000,
+      maxAwaitingRelTotal: 100_000,
+    });
+  });
+
+  it('takes byte sizes with units', () => {
+    const { mqtt } = parseConfig({ mqtt: { maxQueuedBytes: '64KiB', maxRetainedBytes: '2MB' } }, {});
+    expect(mqtt.maxQueuedBytes).toBe(65_536);
+    expect(mqtt.maxRetainedBytes).toBe(2_000_000);
+  });
+
+  it('names the bad field and the value', () => {
+    expect(errorOf({ mqtt: { maxQueuedMessages: 0 } })).toContain(
+      'mqtt.maxQueuedMessages: must be an integer >= 1 (got 0)',
+    );
+    expect(errorOf({ mqtt: { maxQueuedBytes: 'lots' } })).toContain(
+      'mqtt.maxQueuedBytes: invalid byte size "lots"',
+    );
+    expect(errorOf({ mqtt: { maxAwaitingRel: 70_000 } })).toContain(
+      'mqtt.maxAwaitingRel: must be an integer in 1..65535 (got 70000)',
+    );
+    expect(errorOf({ mqtt: { maxQueuedMesages: 10 } })).toContain('maxQueuedMesages');
+  });
+});
