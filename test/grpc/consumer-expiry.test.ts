@@ -128,6 +128,27 @@ describe('consumer removal when the journal cannot write', () => {
 
 const gapOf = (m: StreamMessage) => m.gap;
 
+describe('a durable Subscribe while the journal cannot write', () => {
+  it('fails with UNAVAILABLE (worth a retry), not INTERNAL, and works once the journal has recovered', async () => {
+    gw = await inProcessGateway();
+    await gw.append('t/1');
+    // The cursor registration is a journal write; a failing put is injected on the journal's
+    // LevelDB handle (a full disk would fail the group commits first). Recovery reopens the
+    // database, which drops the injected handle.
+    const db = (gw.journal as unknown as { db: { put: (...a: unknown[]) => Promise<void> } }).db;
+    db.put = () => Promise.reject(new Error('EIO: injected cursor write failure'));
+    const sub = subscribe(gw.client, { consumer: 'app', start: 'START_EARLIEST' });
+    await eventually(() => sub.error !== null, 'the stream failed');
+    expect(sub.error?.code).toBe(status.UNAVAILABLE);
+    expect(gw.log.lines.some((l) => l.msg === 'subscribe stream failed')).toBe(false);
+    const j = gw.journal;
+    await eventually(() => j.writable, 'the journal reopened');
+    const again = subscribe(gw.client, { consumer: 'app', start: 'START_EARLIEST' });
+    await eventually(() => again.records().length === 1, 'the record streamed');
+    again.stream.cancel();
+  });
+});
+
 describe('gaps: the disk budget wins, and the subscriber is told', () => {
   it('a consumer whose records were dropped (drop-oldest) gets a gap notice, then the oldest retained record onwards', async () => {
     gw = await inProcessGateway({ maxBytes: 32 * 1024, onFull: 'drop-oldest' });

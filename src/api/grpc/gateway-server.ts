@@ -189,9 +189,18 @@ export class GatewayGrpcServer {
 
   private readonly subscribe = (call: ServerWritableStream<SubscribeRequest, Buffer>): void => {
     this.startSubscription(call).catch((err) => {
-      const e = err as { code?: number; details?: string; message: string };
-      if (e.code === undefined) this.log.error({ err: e.message }, 'subscribe stream failed');
-      call.emit('error', e.code !== undefined ? e : grpcError(status.INTERNAL, e.message));
+      const e = err as { code?: number | string; details?: string; message: string; retryable?: boolean };
+      if (typeof e.code === 'number') {
+        call.emit('error', e);
+        return;
+      }
+      // A journal that cannot write now (recovering after a failed write) is worth a retry.
+      if (e.retryable === true) {
+        call.emit('error', grpcError(status.UNAVAILABLE, e.message));
+        return;
+      }
+      this.log.error({ err: e.message }, 'subscribe stream failed');
+      call.emit('error', grpcError(status.INTERNAL, e.message));
     });
   };
 
