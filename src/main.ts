@@ -146,6 +146,8 @@ export class Gateway {
     compactHeap();
     this.listening = true;
     this.grpc?.setServing(true);
+    // gRPC health follows readiness: NOT_SERVING while the journal refuses writes.
+    journal.on('writable', (writable: boolean) => this.grpc?.setServing(writable && this.stopping === null));
     this.log.info(
       { sinks: c.sinks.map((s) => s.name), sources: this.sources.map((s) => s.name) },
       'edgeferry ready',

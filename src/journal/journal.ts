@@ -162,7 +162,8 @@ const CURSOR_FLUSH_MS = 20;
  * are never reused (the next seq is persisted in every batch, so trimming everything keeps it);
  * bytes = cum(lastSeq + 1) - cum(firstSeq), from ledger values, never by scanning.
  *
- * Events: 'commit' (lastSeq) after every group commit.
+ * Events: 'commit' (lastSeq) after every group commit; 'writable' (false) when a failed write
+ * starts a recovery, (true) when the reopened database takes writes again.
  */
 export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   readonly epoch: string;
@@ -552,7 +553,9 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     );
     this.recovering = this.recover().finally(() => {
       this.recovering = null;
+      if (!this.unrecovered) this.emit('writable', true);
     });
+    this.emit('writable', false);
   }
 
   private async recover(): Promise<void> {

@@ -8,6 +8,7 @@ import { appendFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
+import { healthClient } from '../grpc/grpc-client.ts';
 import {
   baseConfig,
   type DaemonHandle,
@@ -58,6 +59,15 @@ async function publishOnce(port: number, payload: string): Promise<boolean> {
   }
 }
 
+/** grpc.health.v1 Check of the whole server (''). */
+function healthStatus(h: ReturnType<typeof healthClient>): Promise<string> {
+  return new Promise((resolve, reject) =>
+    h.Check({ service: '' }, { deadline: Date.now() + 10_000 }, (err: Error | null, r: { status: string }) =>
+      err ? reject(err) : resolve(r.status),
+    ),
+  );
+}
+
 const title = mounted
   ? 'refuses publishes while the disk is full, recovers when space returns, and delivers every acknowledged message'
   : 'daemon on a full disk (skipped: cannot mount a tmpfs here, needs root)';
@@ -102,6 +112,10 @@ describe('daemon on a full disk', () => {
     const full = (await daemon.status()) as unknown as { journal: { writable: boolean } };
     expect(full.journal.writable).toBe(false);
     expect(await daemon.metrics()).toMatch(/^edgeferry_journal_writable 0$/m);
+    // Not ready while every write is refused: Kubernetes takes the pod out of its Services.
+    expect((await fetch(`http://127.0.0.1:${daemon.adminPort}/readyz`)).status).toBe(503);
+    const health = healthClient(`127.0.0.1:${daemon.grpcPort}`);
+    expect(await healthStatus(health)).toBe('NOT_SERVING');
     await daemon.waitForLog(
       (l) => l.msg === 'journal write failed: refusing records until the database is reopened',
     );
@@ -111,6 +125,9 @@ describe('daemon on a full disk', () => {
     for (let i = 1; i < 20; i++) expect(await publish(`after-${i}`)).toBe(true);
     await daemon.waitForLog((l) => l.msg === 'journal reopened after a write error');
     expect(await daemon.metrics()).toMatch(/^edgeferry_journal_writable 1$/m);
+    expect((await fetch(`http://127.0.0.1:${daemon.adminPort}/readyz`)).status).toBe(200);
+    expect(await healthStatus(health)).toBe('SERVING');
+    health.close();
     expect(await daemon.metrics()).toMatch(/^edgeferry_journal_reopened_total [1-9]/m);
 
     // Acknowledged means on disk: a crash and restart replay the journal's log.
