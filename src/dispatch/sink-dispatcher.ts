@@ -159,6 +159,15 @@ export class SinkDispatcher {
     if (this.replayRequest) {
       return Promise.reject(new Error(`a replay of sink ${this.sink.name} is already waiting`));
     }
+    // A replay waits for the loop to be between batches; a loop backing off on a failing upstream
+    // may stay there for hours, and the operator's request with it: refuse it now instead.
+    if (this.state === 'backoff' || this.state === 'auth-failing') {
+      return Promise.reject(
+        new Error(
+          `sink ${this.sink.name} is in ${this.state} (${this.lastError ?? 'failing'}): replay once it is up`,
+        ),
+      );
+    }
     return new Promise((resolve, reject) => {
       this.replayRequest = { limit, resolve, reject };
       if (this.idle) this.wakeUp();

@@ -104,4 +104,16 @@ describe('SinkDispatcher.replayDeadLetters', () => {
     expect(t.rx.records.filter((r) => r.seq <= 10).map((r) => r.seq)).toEqual(range(1, 10));
     await expect(t.d.replayDeadLetters(0)).rejects.toThrow('limit must be an integer >= 1');
   });
+
+  it('is refused at once while the sink backs off on a failing upstream, instead of waiting with it', async () => {
+    const t = await withDeadLetters(['m15']);
+    t.rx.respond = () => ({ status: 503 });
+    await appendRange(t.j, 31, 35);
+    await eventually(() => t.d.status().state === 'backoff', 'the sink backing off');
+    await expect(t.d.replayDeadLetters(10)).rejects.toThrow(/backoff.*replay once it is up/);
+    expect(await t.j.deadLetterCount('up')).toBe(10);
+    t.rx.respond = () => ({ status: 200 });
+    await eventually(() => t.d.position === 35, 'delivered once the upstream is back');
+    expect(await t.d.replayDeadLetters(10)).toEqual({ replayed: 10, remaining: false });
+  });
 });
