@@ -88,6 +88,28 @@ describe('BoundedPersistence', () => {
     expect(stats.queuedMessages).toBe(3);
   });
 
+  it('a PUBREC finds its own message, not an earlier PUBREL (outgoing QoS 2 to a clean: false session)', async () => {
+    const { p, stats } = make({});
+    const a = msg('a');
+    const b = msg('b');
+    // As aedes does: enqueue (client.publish), outgoingUpdate with the id it was sent with
+    // (deliverQoS), outgoingUpdate with a PUBREL at the PUBREC (handlers/pubrec.js),
+    // outgoingClearMessageId at the PUBCOMP (handlers/puback.js).
+    await p.outgoingEnqueue({ clientId: 'c' }, a);
+    await p.outgoingEnqueue({ clientId: 'c' }, b);
+    await p.outgoingUpdate({ id: 'c' }, { ...a, messageId: 1 });
+    await p.outgoingUpdate({ id: 'c' }, { ...b, messageId: 2 });
+    await p.outgoingUpdate({ id: 'c' }, { cmd: 'pubrel', messageId: 1 } as never);
+    // PUBREC 2 arrives before PUBCOMP 1.
+    await p.outgoingUpdate({ id: 'c' }, { cmd: 'pubrel', messageId: 2 } as never);
+    expect(await held(p, 'c')).toEqual(['pubrel:1', 'pubrel:2']);
+    await p.outgoingClearMessageId({ id: 'c' }, { cmd: 'pubcomp', messageId: 1 } as never);
+    await p.outgoingClearMessageId({ id: 'c' }, { cmd: 'pubcomp', messageId: 2 } as never);
+    // Both exchanges over: nothing left to resend on the next connection.
+    expect(await held(p, 'c')).toEqual([]);
+    expect(stats.queuedMessages).toBe(0);
+  });
+
   it('at the total, a broadcast to many away sessions does not visit every session per message', async () => {
     const sessions = 2000;
     const { p, stats } = make({ maxQueuedMessagesTotal: sessions });

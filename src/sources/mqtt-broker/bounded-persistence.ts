@@ -339,9 +339,14 @@ export class BoundedPersistence {
     const q = this.queues.get(client.id);
     if (q === undefined) return;
     const items = q.items;
+    // A PUBREL (aedes' handlers/pubrec.js) has no brokerId, nor do the PUBRELs held before it: it
+    // is found by its messageId only. (aedes-persistence compares brokerId and brokerCounter
+    // first, so a PUBREC took the id of an earlier PUBREL still awaiting its PUBCOMP, and left
+    // its own PUBLISH to be sent again, as new, on the next connection.)
+    const publish = packet.brokerId !== undefined;
     for (let i = q.head; i < items.length; i++) {
       const p = items[i]!;
-      if (p.brokerId === packet.brokerId) {
+      if (publish && p.brokerId === packet.brokerId) {
         if (p.brokerCounter === packet.brokerCounter) {
           p.messageId = packet.messageId;
           return;
