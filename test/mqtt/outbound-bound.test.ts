@@ -111,6 +111,21 @@ describe('OutboundBound', () => {
     await expect.poll(() => splitPackets(received()).packets.length).toBe(5);
   });
 
+  it('a topic with multi-byte characters counts each queued PUBLISH once (the socket counts a string in characters)', async () => {
+    const { socket } = await pair();
+    const owner = new Owner();
+    const bound = new OutboundBound(socket, { maxQueuedMessages: 5, maxQueuedBytes: 1 << 20 }, owner);
+    socket.cork();
+    const topic = '温度/传感器/一号/读数';
+    for (let i = 0; i < 10; i++)
+      writeToStream(
+        { cmd: 'publish', topic, payload: Buffer.from('x'), qos: 0, retain: false, dup: false },
+        socket,
+      );
+    expect(bound.queuedMessages).toBe(5);
+    expect(owner.drops).toBe(5);
+  });
+
   it('acks the AckGate holds do not count and stay held', async () => {
     const { socket } = await pair();
     const owner = new Owner();

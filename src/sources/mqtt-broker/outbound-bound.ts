@@ -121,7 +121,11 @@ export class OutboundBound {
     if (typeof chunk === 'string') {
       // mqtt-packet writes a topic as a string: always inside a packet's body.
       const n = Buffer.byteLength(chunk, encoding as BufferEncoding);
-      if (this.state === BODY && n <= this.bodyLeft) return this.passBody(n, chunk, encoding, cb);
+      // The socket counts a string in its writableLength by characters (decodeStrings is off),
+      // `written` by bytes: a topic with multi-byte characters goes as bytes, or the PUBLISH
+      // packets still queued would look flushed.
+      if (this.state === BODY && n <= this.bodyLeft && n === chunk.length)
+        return this.passBody(n, chunk, encoding, cb);
       return this.onWrite(Buffer.from(chunk, encoding as BufferEncoding), undefined, cb);
     }
     const buf = chunk as Buffer;
