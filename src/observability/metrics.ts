@@ -64,10 +64,10 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     mqtt('slowSubscriberDropped'),
   );
   add(
-    'edgeferry_mqtt_offline_dropped_total',
-    'Messages queued for clean: false MQTT sessions that were dropped, oldest first, past maxQueuedMessages/Bytes (per session or total).',
+    'edgeferry_mqtt_session_dropped_total',
+    'QoS 1/2 messages no longer kept for a redelivery, oldest first, past maxQueuedMessages/Bytes (per session or total): queued for a clean: false client that is away, or sent to a connected one and not yet acknowledged.',
     'counter',
-    mqtt('offlineDropped'),
+    mqtt('sessionDropped'),
   );
   add(
     'edgeferry_mqtt_queued_messages',

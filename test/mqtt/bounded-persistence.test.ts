@@ -19,7 +19,7 @@ interface Held {
 
 function make(limits: Partial<PersistenceLimits>): { p: BoundedPersistence; stats: PersistenceStats } {
   const stats: PersistenceStats = {
-    offlineDropped: 0,
+    sessionDropped: 0,
     retainedDropped: 0,
     queuedMessages: 0,
     retainedMessages: 0,
@@ -84,7 +84,7 @@ describe('BoundedPersistence', () => {
     await p.outgoingEnqueue({ clientId: 'b' }, msg('m6'));
     expect(await held(p, 'a')).toEqual(['m5']);
     expect(await held(p, 'b')).toEqual(['m4', 'm6']);
-    expect(stats.offlineDropped).toBe(2);
+    expect(stats.sessionDropped).toBe(2);
     expect(stats.queuedMessages).toBe(3);
   });
 
@@ -134,7 +134,7 @@ describe('BoundedPersistence', () => {
     };
     await p.outgoingEnqueueCombi(subs, msg('second'));
     expect(stats.queuedMessages).toBe(sessions);
-    expect(stats.offlineDropped).toBe(sessions);
+    expect(stats.sessionDropped).toBe(sessions);
     for (const id of ['dev-0', 'dev-999', 'dev-1999']) expect(await held(p, id)).toEqual(['second']);
     // A scan of every session for each of the 2000 drops visited 4 million.
     expect(visited).toBeLessThan(sessions * 10);

@@ -93,7 +93,7 @@ describe('offline sessions and retained messages are bounded', () => {
       Array.from({ length: 1000 }, (_, i) => total - 1000 + i),
     );
     const counters = broker.source.counters as unknown as Record<string, number>;
-    expect(counters.offlineDropped).toBe(total - 1000);
+    expect(counters.sessionDropped).toBe(total - 1000);
 
     // 20 000 retained topics through a bound of 5000: the 5000 stored last remain.
     const r = await retained(broker);

@@ -28,7 +28,7 @@ export interface PersistenceLimits {
 /** Sampled by the metrics at scrape time; the persistence only adds to the fields. */
 export interface PersistenceStats {
   /** Queued messages dropped (oldest first) to stay within the session or total bound. */
-  offlineDropped: number;
+  sessionDropped: number;
   /** Retained messages dropped (oldest stored first) to stay within the bound. */
   retainedDropped: number;
   /** Messages queued for sessions now. */
@@ -319,7 +319,7 @@ export class BoundedPersistence {
 
   private drop(q: SessionQueue, i: number): void {
     this.remove(q, i);
-    this.stats.offlineDropped++;
+    this.stats.sessionDropped++;
   }
 
   private remove(q: SessionQueue, i: number): QueuedPacket {

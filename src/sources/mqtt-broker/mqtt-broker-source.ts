@@ -66,7 +66,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     slowSubscriberDisconnects: 0,
     slowSubscriberDropped: 0,
     qos2Duplicates: 0,
-    offlineDropped: 0,
+    sessionDropped: 0,
     retainedDropped: 0,
     queuedMessages: 0,
     retainedMessages: 0,
