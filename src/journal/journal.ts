@@ -225,6 +225,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private closed = false;
   private writeIdle: Promise<void> = Promise.resolve();
   private writeIdleResolve: (() => void) | null = null;
+  /** The group commit in flight (resolved once it is over and its callbacks have run). */
+  private commitDone: Promise<void> = Promise.resolve();
   private trimTimer: NodeJS.Timeout | null = null;
   private trimming: Promise<void> = Promise.resolve();
   private ttlTimer: NodeJS.Timeout | null = null;
@@ -402,7 +404,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       });
     }
     const done = (): void => this.afterCommit(batch);
-    this.commit(batch).then(done, done);
+    this.commitDone = this.commit(batch).then(done, done);
   }
 
   private afterCommit(batch: Pending): void {
@@ -844,8 +846,10 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   async removeCursor(name: string): Promise<void> {
     if (!this.cursors.delete(name)) return;
     this.dirtyCursors.delete(name);
-    // A batch in flight may still write its old position: delete after it.
-    await this.sync();
+    // A batch in flight may still write its old position: delete after it. Only that one: the
+    // batches built from now on no longer carry the cursor, and under steady ingest the writer
+    // never goes idle (waiting for sync() hung a consumer delete as long as devices published).
+    if (this.writing) await this.commitDone;
     try {
       await this.writeOp((db) => db.del(cursorKey(name)));
     } finally {
