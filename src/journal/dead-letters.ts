@@ -125,7 +125,16 @@ export class DeadLetterStore {
     }
     this.stats.set(sink, next);
     this.io.counters.deadLettered += records.length;
-    await this.keepInBudget();
+    try {
+      await this.keepInBudget();
+    } catch (err) {
+      // The dead letters are written: rejecting now would make the caller write them again.
+      // The budget is kept by the next write (a failed write has started the journal's recovery).
+      this.log.warn(
+        { err: (err as Error).message, deadLetterMaxBytes: this.maxBytes },
+        'dead letters over their budget: dropping the oldest failed, retried with the next write',
+      );
+    }
   }
 
   /** Drops the oldest dead letters of the sink keeping the most bytes until all fit the budget. */
