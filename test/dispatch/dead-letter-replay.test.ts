@@ -116,4 +116,34 @@ describe('SinkDispatcher.replayDeadLetters', () => {
     await eventually(() => t.d.position === 35, 'delivered once the upstream is back');
     expect(await t.d.replayDeadLetters(10)).toEqual({ replayed: 10, remaining: false });
   });
+
+  it('asked for while a loop batch is in flight, and that batch then fails: refused, not held while the sink backs off', async () => {
+    const t = await withDeadLetters(['m15']);
+    // The next loop batch hangs (abandoned at its deadline), then the upstream answers 503 for ever.
+    let first = true;
+    t.rx.respond = () => {
+      if (first) {
+        first = false;
+        return null;
+      }
+      return { status: 503 };
+    };
+    await appendRange(t.j, 31, 35);
+    await eventually(() => !first, 'the loop batch in flight');
+    expect(t.d.status().state).toBe('up');
+    const replay = t.d.replayDeadLetters(10).then(
+      () => 'replayed',
+      (err: Error) => err.message,
+    );
+    const outcome = await Promise.race([
+      replay,
+      new Promise<string>((r) => setTimeout(() => r('still waiting'), 5_000)),
+    ]);
+    // Before: accepted while the sink was up, then held as long as the upstream failed.
+    expect(outcome).toMatch(/backoff.*replay once it is up/);
+    expect(await t.j.deadLetterCount('up')).toBe(10);
+    t.rx.respond = () => ({ status: 200 });
+    await eventually(() => t.d.position === 35, 'delivered once the upstream is back');
+    expect(await t.d.replayDeadLetters(10)).toEqual({ replayed: 10, remaining: false });
+  });
 });
