@@ -53,6 +53,11 @@ interface ReplayRequest {
 
 /** journal.listDeadLetters takes at most this many at once. */
 const DEAD_LETTER_PAGE = 1000;
+/**
+ * And a replay reads about this much body at once (or one sink batch, if larger): a page of 1000
+ * big dead letters (records refused for their size) would hold up to the whole dead-letter budget.
+ */
+const DEAD_LETTER_PAGE_BYTES = 4 * 1024 * 1024;
 
 export interface SinkStatus {
   name: string;
@@ -574,6 +579,7 @@ export class SinkDispatcher {
         name,
         Math.min(DEAD_LETTER_PAGE, limit - replayed - kept),
         afterN,
+        Math.max(DEAD_LETTER_PAGE_BYTES, this.opts.batch.maxBytes),
       );
       if (page.length === 0) break;
       afterN = page[page.length - 1].n;

@@ -1028,9 +1028,12 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     return this.deadLetters.maxBytes;
   }
 
-  /** Dead letters of `sink` numbered above `afterN`, oldest first, at most `limit` (1..1000). */
-  listDeadLetters(sink: string, limit: number, afterN = 0): Promise<DeadLetter[]> {
-    return this.deadLetters.list(sink, limit, afterN);
+  /**
+   * Dead letters of `sink` numbered above `afterN`, oldest first, at most `limit` (1..1000), and
+   * with `maxBodyBytes` none after the one whose body reaches that many bytes in all.
+   */
+  listDeadLetters(sink: string, limit: number, afterN = 0, maxBodyBytes?: number): Promise<DeadLetter[]> {
+    return this.deadLetters.list(sink, limit, afterN, maxBodyBytes);
   }
 
   /** Deletes the dead letters of `sink` numbered `ns`; returns how many existed and went. */
