@@ -555,7 +555,9 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     );
     this.recovering = this.recover().finally(() => {
       this.recovering = null;
-      if (!this.unrecovered) this.emit('writable', true);
+      if (this.unrecovered) return;
+      if (this.clockShifts.size > 0) this.saveClockShifts();
+      this.emit('writable', true);
     });
     this.emit('writable', false);
   }
@@ -634,7 +636,10 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.firstCum = state.firstCum;
     this.nextCum = state.nextCum;
     this.deadLetters.adopt(state.deadLetters);
-    this.clockShifts = state.clockShifts;
+    // Not the reopened database's list: a jump seen during the recovery could not be saved
+    // (writes are refused meanwhile), and memory holds every jump the disk does. Saved again
+    // once the recovery is over.
+    this.clockShifts.prune(state.firstSeq);
     this.tail.dropBefore(state.lastSeq + 1);
     for (const name of this.cursors.keys()) this.dirtyCursors.add(name);
     if (this.dirtyCursors.size > 0 && this.cursorTimer === null) {
