@@ -6,6 +6,12 @@ import { HttpError, intParam, requiredParam } from './http-util.ts';
 const MAX_PAGE = 1000;
 /** One listing carries at most about this much body (base64), whatever the page size. */
 const MAX_LISTING_BODY_BYTES = 4 * 1024 * 1024;
+/**
+ * And reads about as much from the journal (raw bodies, 3 bytes a 4 of base64): a page of 1000
+ * dead letters of 256 KiB would otherwise be read whole (up to the dead-letter budget, 100 MiB
+ * by default) to answer 4 MiB of it.
+ */
+const MAX_READ_BODY_BYTES = (MAX_LISTING_BODY_BYTES / 4) * 3;
 const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 
 function journalOf(view: GatewayView): Journal {
@@ -44,7 +50,9 @@ export async function listDeadLetters(view: GatewayView, url: URL) {
   const after = intParam(url, 'after', 0, MAX_SEQ, 0);
   const journal = journalOf(view);
   const sink = knownSink(view, journal, url);
-  const letters = await journal.listDeadLetters(sink, limit, after);
+  const letters = await journal.listDeadLetters(sink, limit, after, MAX_READ_BODY_BYTES);
+  let read = 0;
+  for (const d of letters) read += d.body.length;
   const out: ReturnType<typeof letterDoc>[] = [];
   let bytes = 0;
   for (const d of letters) {
@@ -53,8 +61,9 @@ export async function listDeadLetters(view: GatewayView, url: URL) {
     bytes += doc.body.length;
     out.push(doc);
   }
-  // A full page (or one cut short by size) may have more behind it; a short page is the end.
-  const more = out.length < letters.length || letters.length === limit;
+  // A full page (or one cut short by size, here or by the journal) may have more behind it; a
+  // short page is the end.
+  const more = out.length < letters.length || letters.length === limit || read >= MAX_READ_BODY_BYTES;
   const stats = journal.deadLetterSummary().find((s) => s.sink === sink);
   return {
     sink,
@@ -97,10 +106,11 @@ export async function deleteDeadLetters(view: GatewayView, url: URL) {
   let deleted = 0;
   let after = 0;
   for (;;) {
-    const page = await journal.listDeadLetters(sink, MAX_PAGE, after);
+    // Pages bounded in bytes too: a page shorter than MAX_PAGE is not the end, an empty one is.
+    const page = await journal.listDeadLetters(sink, MAX_PAGE, after, MAX_READ_BODY_BYTES);
     const mine = page.filter((d) => d.n <= upTo).map((d) => d.n);
     if (mine.length > 0) deleted += await journal.deleteDeadLetters(sink, mine);
-    if (page.length < MAX_PAGE || mine.length < page.length) break;
+    if (page.length === 0 || mine.length < page.length) break;
     after = page[page.length - 1].n;
   }
   return { sink, deleted };

@@ -53,6 +53,11 @@ interface ReplayRequest {
 
 /** journal.listDeadLetters takes at most this many at once. */
 const DEAD_LETTER_PAGE = 1000;
+/**
+ * And a replay reads about this much body at once (or one sink batch, if larger): a page of 1000
+ * big dead letters (records refused for their size) would hold up to the whole dead-letter budget.
+ */
+const DEAD_LETTER_PAGE_BYTES = 4 * 1024 * 1024;
 
 export interface SinkStatus {
   name: string;
@@ -145,7 +150,8 @@ export class SinkDispatcher {
    * Sends up to `limit` of this sink's dead letters again, oldest first, in batches of the sink's
    * size, and deletes each one the upstream acknowledged. Records keep their seq, so their ids
    * are the original ones. Runs inside the delivery loop between two of its batches (never
-   * beside one of its sends); while the loop backs off on a failing upstream, it waits for it.
+   * beside one of its sends); while the loop backs off on a failing upstream it is refused,
+   * also when the loop goes into backoff after it was asked for (see refuseWaitingReplay).
    * A batch refused again stays dead-lettered (not written twice); a retryable failure ends the
    * replay early, leaving the rest for a later call.
    */
@@ -276,6 +282,7 @@ export class SinkDispatcher {
           );
         }
         this.state = 'backoff';
+        if (failures > 1) this.refuseWaitingReplay();
         await this.sleep(delay);
       }
     }
@@ -454,9 +461,28 @@ export class SinkDispatcher {
         );
       }
       this.state = next;
+      if (attempt > 1) this.refuseWaitingReplay();
       await this.sleep(delay);
     }
     return false;
+  }
+
+  /**
+   * A replay asked for while the sink was up waits for the loop to be between batches, and
+   * waits out one retry of the batch in flight; once the same work fails again the loop is
+   * backing off and could stay there as long as the upstream fails: the replay is refused then,
+   * as replayDeadLetters refuses one asked for during a backoff (held, it also refused every
+   * later replay as "already waiting" and ran long after its caller had gone).
+   */
+  private refuseWaitingReplay(): void {
+    const req = this.replayRequest;
+    if (req === null) return;
+    this.replayRequest = null;
+    req.reject(
+      new Error(
+        `sink ${this.sink.name} is in ${this.state} (${this.lastError ?? 'failing'}): replay once it is up`,
+      ),
+    );
   }
 
   /** One call of the sink under the deadline: null when acknowledged, else what it threw. */
@@ -513,6 +539,7 @@ export class SinkDispatcher {
           );
         }
         this.state = 'backoff';
+        if (attempt > 0) this.refuseWaitingReplay();
         await this.sleep(delay);
         continue;
       }
@@ -552,6 +579,7 @@ export class SinkDispatcher {
         name,
         Math.min(DEAD_LETTER_PAGE, limit - replayed - kept),
         afterN,
+        Math.max(DEAD_LETTER_PAGE_BYTES, this.opts.batch.maxBytes),
       );
       if (page.length === 0) break;
       afterN = page[page.length - 1].n;

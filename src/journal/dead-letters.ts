@@ -125,7 +125,16 @@ export class DeadLetterStore {
     }
     this.stats.set(sink, next);
     this.io.counters.deadLettered += records.length;
-    await this.keepInBudget();
+    try {
+      await this.keepInBudget();
+    } catch (err) {
+      // The dead letters are written: rejecting now would make the caller write them again.
+      // The budget is kept by the next write (a failed write has started the journal's recovery).
+      this.log.warn(
+        { err: (err as Error).message, deadLetterMaxBytes: this.maxBytes },
+        'dead letters over their budget: dropping the oldest failed, retried with the next write',
+      );
+    }
   }
 
   /** Drops the oldest dead letters of the sink keeping the most bytes until all fit the budget. */
@@ -193,14 +202,21 @@ export class DeadLetterStore {
 
   /**
    * Dead letters of `sink` numbered above `afterN`, oldest first: at most `limit`, clamped to
-   * 1..MAX_DEAD_LETTER_PAGE, so one call never builds an unbounded answer.
+   * 1..MAX_DEAD_LETTER_PAGE, so one call never builds an unbounded answer; and with
+   * `maxBodyBytes`, no more once their bodies reach that many bytes (at least one).
    */
-  async list(sink: string, limit: number, afterN = 0): Promise<DeadLetter[]> {
+  async list(
+    sink: string,
+    limit: number,
+    afterN = 0,
+    maxBodyBytes = Number.POSITIVE_INFINITY,
+  ): Promise<DeadLetter[]> {
     const page = Math.min(MAX_DEAD_LETTER_PAGE, Math.max(1, Math.floor(limit) || 1));
     const prefix = deadLetterPrefix(sink);
     const out: DeadLetter[] = [];
     const db = await this.io.usable();
     const from = deadLetterKey(sink, Math.max(0, Math.floor(afterN) || 0));
+    let bodyBytes = 0;
     for await (const [key, v] of db.iterator({ gt: from, lt: prefixEnd(prefix), limit: page })) {
       const rlen = v.readUInt16BE(0);
       const reason = v.toString('utf8', 2, 2 + rlen);
@@ -210,6 +226,8 @@ export class DeadLetterStore {
       const seq = v.readDoubleBE(pos);
       pos += 8;
       out.push({ n: readSeq(key, prefix.length), seq, at, reason, body: v.subarray(pos) });
+      bodyBytes += v.length - pos;
+      if (bodyBytes >= maxBodyBytes) break;
     }
     return out;
   }

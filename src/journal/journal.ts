@@ -225,6 +225,8 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private closed = false;
   private writeIdle: Promise<void> = Promise.resolve();
   private writeIdleResolve: (() => void) | null = null;
+  /** The group commit in flight (resolved once it is over and its callbacks have run). */
+  private commitDone: Promise<void> = Promise.resolve();
   private trimTimer: NodeJS.Timeout | null = null;
   private trimming: Promise<void> = Promise.resolve();
   private ttlTimer: NodeJS.Timeout | null = null;
@@ -402,7 +404,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       });
     }
     const done = (): void => this.afterCommit(batch);
-    this.commit(batch).then(done, done);
+    this.commitDone = this.commit(batch).then(done, done);
   }
 
   private afterCommit(batch: Pending): void {
@@ -553,7 +555,9 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     );
     this.recovering = this.recover().finally(() => {
       this.recovering = null;
-      if (!this.unrecovered) this.emit('writable', true);
+      if (this.unrecovered) return;
+      if (this.clockShifts.size > 0) this.saveClockShifts();
+      this.emit('writable', true);
     });
     this.emit('writable', false);
   }
@@ -632,7 +636,10 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.firstCum = state.firstCum;
     this.nextCum = state.nextCum;
     this.deadLetters.adopt(state.deadLetters);
-    this.clockShifts = state.clockShifts;
+    // Not the reopened database's list: a jump seen during the recovery could not be saved
+    // (writes are refused meanwhile), and memory holds every jump the disk does. Saved again
+    // once the recovery is over.
+    this.clockShifts.prune(state.firstSeq);
     this.tail.dropBefore(state.lastSeq + 1);
     for (const name of this.cursors.keys()) this.dirtyCursors.add(name);
     if (this.dirtyCursors.size > 0 && this.cursorTimer === null) {
@@ -844,8 +851,10 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   async removeCursor(name: string): Promise<void> {
     if (!this.cursors.delete(name)) return;
     this.dirtyCursors.delete(name);
-    // A batch in flight may still write its old position: delete after it.
-    await this.sync();
+    // A batch in flight may still write its old position: delete after it. Only that one: the
+    // batches built from now on no longer carry the cursor, and under steady ingest the writer
+    // never goes idle (waiting for sync() hung a consumer delete as long as devices published).
+    if (this.writing) await this.commitDone;
     try {
       await this.writeOp((db) => db.del(cursorKey(name)));
     } finally {
@@ -1024,9 +1033,12 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     return this.deadLetters.maxBytes;
   }
 
-  /** Dead letters of `sink` numbered above `afterN`, oldest first, at most `limit` (1..1000). */
-  listDeadLetters(sink: string, limit: number, afterN = 0): Promise<DeadLetter[]> {
-    return this.deadLetters.list(sink, limit, afterN);
+  /**
+   * Dead letters of `sink` numbered above `afterN`, oldest first, at most `limit` (1..1000), and
+   * with `maxBodyBytes` none after the one whose body reaches that many bytes in all.
+   */
+  listDeadLetters(sink: string, limit: number, afterN = 0, maxBodyBytes?: number): Promise<DeadLetter[]> {
+    return this.deadLetters.list(sink, limit, afterN, maxBodyBytes);
   }
 
   /** Deletes the dead letters of `sink` numbered `ns`; returns how many existed and went. */

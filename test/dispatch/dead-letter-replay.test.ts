@@ -2,6 +2,7 @@
 // disk: what comes back, when (between the loop's own batches), and what stays dead-lettered.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { encodeRecord } from '../../src/core/record.ts';
 import { HttpSink } from '../../src/sinks/http/http-sink.ts';
 import { eventually } from '../helpers/daemon.ts';
 import {
@@ -115,5 +116,74 @@ describe('SinkDispatcher.replayDeadLetters', () => {
     t.rx.respond = () => ({ status: 200 });
     await eventually(() => t.d.position === 35, 'delivered once the upstream is back');
     expect(await t.d.replayDeadLetters(10)).toEqual({ replayed: 10, remaining: false });
+  });
+
+  it('asked for while a loop batch is in flight, and that batch then fails: refused, not held while the sink backs off', async () => {
+    const t = await withDeadLetters(['m15']);
+    // The next loop batch hangs (abandoned at its deadline), then the upstream answers 503 for ever.
+    let first = true;
+    t.rx.respond = () => {
+      if (first) {
+        first = false;
+        return null;
+      }
+      return { status: 503 };
+    };
+    await appendRange(t.j, 31, 35);
+    await eventually(() => !first, 'the loop batch in flight');
+    expect(t.d.status().state).toBe('up');
+    const replay = t.d.replayDeadLetters(10).then(
+      () => 'replayed',
+      (err: Error) => err.message,
+    );
+    const outcome = await Promise.race([
+      replay,
+      new Promise<string>((r) => setTimeout(() => r('still waiting'), 5_000)),
+    ]);
+    // Before: accepted while the sink was up, then held as long as the upstream failed.
+    expect(outcome).toMatch(/backoff.*replay once it is up/);
+    expect(await t.j.deadLetterCount('up')).toBe(10);
+    t.rx.respond = () => ({ status: 200 });
+    await eventually(() => t.d.position === 35, 'delivered once the upstream is back');
+    expect(await t.d.replayDeadLetters(10)).toEqual({ replayed: 10, remaining: false });
+  });
+
+  it('reads the dead letters a few MiB at a time, not a whole page of 1000 big ones', async () => {
+    const rx = new HttpReceiver();
+    await rx.start();
+    onCleanup(() => rx.stop());
+    const j = await openJournal();
+    // 40 records of 256 KiB refused for their size (HTTP 413) earlier: 10 MiB of dead letters.
+    const body = (s: number) =>
+      encodeRecord(
+        {
+          ts: 1,
+          source: 'mqtt',
+          device: 'd',
+          topic: 't',
+          payload: Buffer.alloc(256 * 1024, 0x30 + (s % 10)),
+        },
+        0,
+      );
+    for (let s = 1; s <= 40; s++) await j.deadLetter('up', [{ seq: s, ts: 1, body: body(s) }], 'HTTP 413');
+    let maxPage = 0;
+    const list = j.listDeadLetters.bind(j);
+    j.listDeadLetters = async (...args: Parameters<typeof j.listDeadLetters>) => {
+      const page = await list(...args);
+      maxPage = Math.max(
+        maxPage,
+        page.reduce((n, d) => n + d.body.length, 0),
+      );
+      return page;
+    };
+    const d = await startDispatcher(
+      new HttpSink({ name: 'up', url: rx.url, payloadEncoding: 'base64', timeoutMs: 5_000 }),
+      j,
+    );
+    expect(await d.replayDeadLetters(1000)).toEqual({ replayed: 40, remaining: false });
+    expect(rx.records.map((r) => r.seq)).toEqual(range(1, 40));
+    // Before: one read of all 40 (up to the whole dead-letter budget, 100 MiB by default). Now
+    // 4 MiB, and the one dead letter that crosses it.
+    expect(maxPage).toBeLessThanOrEqual(4 * 1024 * 1024 + body(1).length);
   });
 });

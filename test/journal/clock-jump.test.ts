@@ -4,6 +4,7 @@
 // the machine's own clock would disturb everything else running on it.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { eventually } from '../helpers/daemon.ts';
 import { appendAll, JournalKit, record, recordingLog } from './journal-kit.ts';
 
 const TTL = 60_000;
@@ -73,5 +74,36 @@ describe('TTL and a wall-clock jump', () => {
     clock.monoMs += TTL + 1000;
     j.checkClockNow();
     expect(await j.sweepExpired()).toBe(5);
+  });
+
+  it('a jump seen while the journal reopens after a write error is kept, in memory and on disk', async () => {
+    const clock = fakeClock(86_400_000);
+    let j = await kit.open({ ttlMs: TTL, clock });
+    await appendAll(
+      j,
+      Array.from({ length: 10 }, (_, k) => record(k, clock.wallMs)),
+    );
+    // A write fails (injected: a range delete), and the journal starts reopening its database.
+    const db = (j as unknown as { db: { clear(...a: unknown[]): Promise<void> } }).db;
+    db.clear = () => Promise.reject(new Error('EIO: injected range-delete failure'));
+    await j.openCursor('sink/a', 0);
+    await j.commitCursor('sink/a', 1).catch(() => {});
+    await j.trim().catch(() => {});
+    expect(j.writable).toBe(false);
+    // NTP steps the clock ten years forward meanwhile.
+    clock.wallMs += YEARS + 1000;
+    clock.monoMs += 1000;
+    j.checkClockNow();
+    expect(j.counters.clockJumps).toBe(1);
+    await eventually(() => j.writable, 'the journal reopened');
+
+    // Before: the reopened database's (empty) list of jumps replaced the one in memory, and
+    // every record taken before the jump was dropped as ten years old, never sent.
+    expect(await j.sweepExpired()).toBe(0);
+    expect(j.records).toBe(10);
+    await j.close();
+    j = await kit.open({ ttlMs: TTL, clock });
+    expect(await j.sweepExpired()).toBe(0);
+    expect(j.records).toBe(10);
   });
 });

@@ -96,4 +96,43 @@ describe('write failures outside the group commit', () => {
     expect(kept.map((d) => [d.n, d.seq, d.body.toString()])).toEqual([[1, 7, 'poison']]);
     expect(j.counters.deadLettered).toBe(1);
   });
+
+  it('a dead-letter write that went through is not reported failed when the budget drop after it fails', async () => {
+    // Injected: the batch of dead-letter deletes that keeps the budget fails, the write before
+    // it succeeds (a disk that filled between the two, or a recovery closing the database).
+    const j = await kit.open({ deadLetterMaxBytes: 2000 });
+    const body = Buffer.alloc(300, 0x2e);
+    for (let s = 1; s <= 5; s++) await j.deadLetter('cloud', [{ seq: s, ts: 1, body }], 'HTTP 400');
+    const db = dbOf(j);
+    const batch = db.batch.bind(db);
+    // The array form (the drop's deletes) fails; the chained form (the write) works.
+    db.batch = ((...args: unknown[]) => {
+      if (Array.isArray(args[0])) return Promise.reject(new Error('ENOSPC: injected budget-drop failure'));
+      return batch(...args);
+    }) as Injectable['batch'];
+    // Five of 341 bytes fit in 2000; the sixth (seq 6) makes the store drop the oldest.
+    const letters = [{ seq: 6, ts: 1, body }];
+    // The dispatcher retries a rejected dead-letter write until it resolves, as here.
+    let rejected = 0;
+    for (;;) {
+      try {
+        await j.deadLetter('cloud', letters, 'HTTP 400');
+        break;
+      } catch {
+        rejected++;
+        await eventually(() => j.writable, 'the journal reopened');
+      }
+    }
+    // Before: the write of seq 6 had gone through, the drop after it failed, the call rejected,
+    // and the retry wrote seq 6 a second time (and counted it twice).
+    await eventually(() => j.writable, 'the journal reopened');
+    const kept = await j.listDeadLetters('cloud', 100);
+    expect(kept.filter((d) => d.seq === 6)).toHaveLength(1);
+    expect(rejected).toBe(0);
+    expect(j.counters.deadLettered).toBe(6);
+    // The budget is kept again by the next write.
+    await j.deadLetter('cloud', [{ seq: 7, ts: 1, body }], 'HTTP 400');
+    expect(j.counters.deadLettersDropped).toBeGreaterThan(0);
+    expect(j.deadLetterBytes).toBeLessThanOrEqual(2000);
+  });
 });

@@ -112,6 +112,30 @@ describe('grpc sink: message limit', () => {
   });
 });
 
+describe('grpc sink: a split batch refused in one call', () => {
+  it('dead-letters only the records of the refused call; the calls after it are still sent', async () => {
+    const rx = await receiver();
+    // The upstream refuses (INVALID_ARGUMENT) the call that carries record 25, and only that one.
+    rx.respond = (req) => (req.records.some((r) => r.seq === 25) ? 3 : 0);
+    const j = await openJournal();
+    const N = 48;
+    await appendRange(j, 1, N, { payload: padded(200 * KiB) });
+    const d = await startDispatcher(sink(rx, 4 * MiB), j, {
+      batch: { maxRecords: 500, maxBytes: 16 * MiB, lingerMs: 0 },
+      timeoutMs: 20_000,
+    });
+
+    await eventually(() => d.position === N, 'the batch done', 20_000);
+    // Calls of 20 + 20 + 8: the second (21-40) refused, the third (41-48) sent and accepted.
+    // Before: 21-48 were all dead-lettered, 41-48 without ever being sent.
+    expect(rx.records.map((r) => r.seq)).toEqual([...range(1, 20), ...range(41, 48)]);
+    expect(d.status().counters).toMatchObject({ delivered: 28, deadLettered: 20 });
+    const dl = await j.listDeadLetters('up', 100);
+    expect(dl.map((l) => l.seq)).toEqual(range(21, 40));
+    expect(rx.calls).toBe(3);
+  });
+});
+
 describe('grpc sink config: maxMessageBytes', () => {
   const grpcSink = (extra: Record<string, unknown> = {}) => ({
     sinks: [{ name: 'up', type: 'grpc', target: 'ingest:443', ...extra }],

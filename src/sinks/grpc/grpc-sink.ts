@@ -152,7 +152,7 @@ export class GrpcSink implements Sink {
         size += add;
       }
       try {
-        await this.push(encodePushRequest(this.opts.node, batch, from, to), signal, from);
+        await this.push(encodePushRequest(this.opts.node, batch, from, to), signal, from, to - from);
       } catch (err) {
         if (!(err instanceof MessageTooLargeError) || signal.aborted) throw err;
         const max = err.receiverMax;
@@ -167,8 +167,11 @@ export class GrpcSink implements Sink {
     }
   }
 
-  /** One Push call; `acked` records of the batch went through before it (for its error). */
-  private push(request: Buffer, signal: AbortSignal, acked: number): Promise<void> {
+  /**
+   * One Push call of `count` records; `acked` records of the batch went through before it (for
+   * its error). A final refusal concerns this call's records only: the calls after it still go.
+   */
+  private push(request: Buffer, signal: AbortSignal, acked: number, count: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const call = this.client.makeUnaryRequest<Buffer, Buffer>(
         PUSH_PATH,
@@ -198,7 +201,15 @@ export class GrpcSink implements Sink {
             reject(new MessageTooLargeError(message, max ? Number(max) : undefined, options));
             return;
           }
-          reject(new SinkSendError(message, RETRYABLE.has(err.code), undefined, options));
+          const retryable = RETRYABLE.has(err.code);
+          reject(
+            new SinkSendError(
+              message,
+              retryable,
+              undefined,
+              retryable ? options : { ...options, refused: count },
+            ),
+          );
         },
       );
       const onAbort = () => call.cancel();
