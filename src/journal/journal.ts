@@ -147,6 +147,7 @@ const RECOVERY_RETRY_MS = 1000;
 const MIN_DEAD_LETTER_BYTES = 1024 * 1024;
 const CLOCK_CHECK_MS = 1000;
 const RECOVERING = new Error('the journal is reopening after a write error');
+const CONCURRENT_FAILURE = new Error('another journal write failed meanwhile; the journal is reopening');
 /** Records and body bytes one disk nextv() may return. */
 const READ_STEP_RECORDS = 1000;
 const MAX_READ_STEP_BYTES = 8 * 1024 * 1024;
@@ -473,6 +474,11 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       }
       for (const op of cursors.ops) wb.put(op.key, op.value);
       await wb.write({ sync: this.opts.fsync });
+      // Another write (a trim, a dead letter) failed while this batch waited behind it in
+      // LevelDB: the batch may follow a torn log record that the reopen drops, so it is not
+      // acknowledged. If it survives the reopen, its records are kept and a resend duplicates
+      // them (at-least-once), never the other way round.
+      if (this.recovering) throw CONCURRENT_FAILURE;
     } catch (cause) {
       await wb?.close().catch(noop);
       // Nothing of this batch is committed and no state moved: the next batch reuses these seqs,
@@ -616,8 +622,9 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private async writeOp<T>(op: (db: Db) => Promise<T>): Promise<T> {
     if (this.closed) throw new JournalClosedError();
     if (this.recovering || this.unrecovered) throw new JournalWriteError(RECOVERING);
+    let result: T;
     try {
-      return await op(this.db);
+      result = await op(this.db);
     } catch (cause) {
       if (this.closed) throw new JournalClosedError();
       this.counters.writeErrors++;
@@ -627,6 +634,10 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
       this.startRecovery(cause);
       throw new JournalWriteError(cause);
     }
+    // Another write failed while this one was queued behind it in LevelDB: this one may sit
+    // after a torn log record, which the reopen drops. Not done, as far as the caller knows.
+    if (this.recovering || this.unrecovered) throw new JournalWriteError(CONCURRENT_FAILURE);
+    return result;
   }
 
   /** Takes the reopened database's ends; cursors keep their (newer) positions and are rewritten. */

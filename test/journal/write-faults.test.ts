@@ -136,3 +136,45 @@ describe('write failures outside the group commit', () => {
     expect(j.deadLetterBytes).toBeLessThanOrEqual(2000);
   });
 });
+
+describe('a group commit that overlaps a failing write', () => {
+  it('is not acknowledged: it may follow the torn log record that the reopen drops', async () => {
+    const j = await kit.open();
+    await appendAll(j, [record(0)]);
+    await j.openCursor('sink/a', 0);
+    // Hold the next group commit's LevelDB write until a range delete has failed beside it
+    // (both injected: the order of two writes cannot be arranged on a real disk).
+    const db = dbOf(j);
+    const batch = db.batch.bind(db);
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let held = false;
+    db.batch = (...args: unknown[]) => {
+      const wb = batch(...args);
+      const write = wb.write.bind(wb);
+      wb.write = async (...w: unknown[]) => {
+        held = true;
+        await gate;
+        return write(...w);
+      };
+      return wb;
+    };
+    failClear(j);
+    const acks = appendAll(j, [record(1)]);
+    try {
+      await eventually(() => held, 'the group commit in flight');
+      j.commitCursor('sink/a', 1).catch(() => {});
+      await expect(j.trim()).rejects.toBeInstanceOf(JournalWriteError);
+      expect(j.writable).toBe(false);
+    } finally {
+      release();
+    }
+    const [ack] = await acks;
+    expect(ack.err).toBeInstanceOf(JournalWriteError);
+    await eventually(() => j.writable, 'the journal reopened');
+    const [again] = await appendAll(j, [record(2)]);
+    expect(again.err).toBeNull();
+  });
+});
