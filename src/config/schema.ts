@@ -163,6 +163,52 @@ const httpSink = z.strictObject({
 
 const filePath = () => nonEmpty();
 
+const coapUrl = z.string().refine(
+  (s) => {
+    if (!URL.canParse(s)) return false;
+    const u = new URL(s);
+    return (u.protocol === 'coap:' || u.protocol === 'coaps:') && u.hostname !== '';
+  },
+  { error: (iss) => `must be a coap:// or coaps:// URL of the device (got ${describeValue(iss.input)})` },
+);
+
+/** A device resource the gateway follows: observed (RFC 7641), or polled where observe is off. */
+const coapResource = z
+  .strictObject({
+    path: z.string().regex(/^\/[^?#\s]*$/, {
+      error: (iss) => `must be an absolute path such as /temp (got ${describeValue(iss.input)})`,
+    }),
+    topic: nonEmpty(),
+    observe: z.boolean().default(true),
+    // Poll with GET at this interval; required when observe is false.
+    pollIntervalMs: timerMs(100).optional(),
+  })
+  .refine((r) => r.observe || r.pollIntervalMs !== undefined, {
+    path: ['pollIntervalMs'],
+    error: 'required when observe is false',
+  });
+
+/** A southbound CoAP device: observed resources, and the target of Gateway.Command. */
+const coapDevice = z
+  .strictObject({
+    name: z.string().regex(SINK_NAME, {
+      error: (iss) => `must match [A-Za-z0-9_.-]+ (got ${describeValue(iss.input)})`,
+    }),
+    url: coapUrl,
+    // DTLS pre-shared key, for coaps:// devices.
+    psk: z.strictObject({ identity: nonEmpty(), key: nonEmpty() }).optional(),
+    timeoutMs: timerMs(1).prefault('5s'),
+    retry: section({
+      minMs: timerMs().prefault('1s'),
+      maxMs: timerMs(1).prefault('60s'),
+    }),
+    resources: z.array(coapResource).default(() => []),
+  })
+  .refine((d) => !d.url.startsWith('coaps:') || d.psk !== undefined, {
+    path: ['psk'],
+    error: 'required for a coaps:// device (DTLS with a pre-shared key)',
+  });
+
 const grpcSink = z.strictObject({
   name: z.string().regex(SINK_NAME, {
     error: (iss) => `must match [A-Za-z0-9_.-]+ (got ${describeValue(iss.input)})`,
@@ -261,6 +307,39 @@ export const configSchema = z.preprocess(
         // Dead letters' own disk budget, apart from maxBytes; default a tenth of maxBytes (>= 1 MiB).
         deadLetterMaxBytes: bytes().optional(),
       }),
+      // CoAP (RFC 7252): the server devices POST/PUT telemetry to, and the southbound devices the
+      // gateway observes and sends commands to.
+      coap: section({
+        enabled: z.boolean().default(true),
+        host: nonEmpty().default('0.0.0.0'),
+        port: port().default(5683),
+        // POST/PUT /<prefix>/<topic path> becomes a record on <topic path>.
+        prefix: z
+          .string()
+          .regex(/^[A-Za-z0-9_.~-]+$/, {
+            error: (iss) => `must be one path segment such as t (got ${describeValue(iss.input)})`,
+          })
+          .default('t'),
+        // Larger payloads get 4.13 Request Entity Too Large (block-wise ones included).
+        maxPayloadBytes: bytes().prefault('64KiB'),
+        devices: z
+          .array(coapDevice)
+          .superRefine((list, ctx) => {
+            const seen = new Map<string, number>();
+            list.forEach((d, i) => {
+              const first = seen.get(d.name);
+              if (first === undefined) seen.set(d.name, i);
+              else
+                ctx.addIssue({
+                  code: 'custom',
+                  path: [i, 'name'],
+                  message: `duplicate device name ${describeValue(d.name)} (also used by devices[${first}])`,
+                  input: d.name,
+                });
+            });
+          })
+          .default(() => []),
+      }),
       mqtt: section({
         enabled: z.boolean().default(true),
         host: nonEmpty().default('0.0.0.0'),
@@ -313,4 +392,6 @@ export type Config = z.output<typeof configSchema>;
 export type SinkConfig = Config['sinks'][number];
 export type HttpSinkConfig = Extract<SinkConfig, { type: 'http' }>;
 export type GrpcSinkConfig = Extract<SinkConfig, { type: 'grpc' }>;
+export type CoapConfig = Config['coap'];
+export type CoapDeviceConfig = CoapConfig['devices'][number];
 export type LogLevel = Config['log']['level'];

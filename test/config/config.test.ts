@@ -122,6 +122,14 @@ describe('defaults', () => {
         maxPendingBytes: 16 * 1024 * 1024,
         lockWaitMs: 30_000,
       },
+      coap: {
+        enabled: true,
+        host: '0.0.0.0',
+        port: 5683,
+        prefix: 't',
+        maxPayloadBytes: 64 * 1024,
+        devices: [],
+      },
       mqtt: {
         enabled: true,
         host: '0.0.0.0',
