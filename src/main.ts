@@ -142,6 +142,12 @@ export class Gateway {
       await mqtt.start();
       this.sources.push(mqtt);
     }
+    if (c.coap.enabled) {
+      const { CoapServerSource } = await import('./sources/coap-server/coap-server-source.ts');
+      const coap = new CoapServerSource(c.coap, journal, this.log.child({ component: 'coap' }));
+      await coap.start();
+      this.sources.push(coap);
+    }
     this.grpc?.attach(journal, mqtt);
     compactHeap();
     this.listening = true;

@@ -89,6 +89,43 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     mqtt('qos2Duplicates'),
   );
 
+  // The CoAP server (README: CoAP).
+  const coap = (field: string) => () => {
+    const s = view.sources.find((x) => x.name === 'coap');
+    return s ? [{ labels: {}, value: (s.counters as Record<string, number>)[field] ?? 0 }] : [];
+  };
+  add(
+    'edgeferry_coap_requests_total',
+    'CoAP requests answered, by method and response code.',
+    'counter',
+    () => {
+      const s = view.sources.find((x) => x.name === 'coap');
+      const byKey = (s?.counters as { requests?: Record<string, number> } | undefined)?.requests ?? {};
+      return Object.entries(byKey).map(([k, value]) => {
+        const [method, code] = k.split(' ');
+        return { labels: { method, code }, value };
+      });
+    },
+  );
+  add(
+    'edgeferry_coap_malformed_total',
+    'Datagrams that are not CoAP messages (RFC 7252 §3): dropped, or reset for a CON.',
+    'counter',
+    coap('malformed'),
+  );
+  add(
+    'edgeferry_coap_duplicates_total',
+    'Retransmitted CoAP requests (same peer and message id) answered again without journaling (RFC 7252 §4.5).',
+    'counter',
+    coap('duplicates'),
+  );
+  add(
+    'edgeferry_coap_busy_total',
+    'CoAP requests answered 5.03 with Max-Age while the journal was saturated.',
+    'counter',
+    coap('busy'),
+  );
+
   const j = (f: (journal: NonNullable<GatewayView['journal']>) => Sample[]) => () =>
     view.journal ? f(view.journal) : [];
   const one = (value: number): Sample[] => [{ labels: {}, value }];

@@ -14,6 +14,7 @@ export interface DaemonHandle {
   dir: string;
   configPath: string;
   mqttPort: number;
+  coapPort: number;
   adminPort: number;
   grpcPort: number;
   /** Every JSON log line so far. */
@@ -66,6 +67,7 @@ export function baseConfig(dir: string, overrides: Record<string, unknown> = {})
     node: { id: 'test-node' },
     journal: { path: join(dir, 'journal') },
     mqtt: { host: '127.0.0.1', port: 0 },
+    coap: { host: '127.0.0.1', port: 0 },
     admin: { host: '127.0.0.1', port: 0 },
     grpc: { host: '127.0.0.1', port: 0 },
     log: { level: 'info' },
@@ -165,6 +167,7 @@ export async function startDaemon(
     dir,
     configPath,
     mqttPort: Number(mqtt?.port ?? 0),
+    coapPort: Number(logs.find((l) => l.msg === 'coap listening')?.port ?? 0),
     grpcPort: Number(logs.find((l) => l.msg === 'grpc listening')?.port ?? 0),
     adminPort,
     logs,
