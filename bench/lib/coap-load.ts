@@ -101,6 +101,8 @@ export interface CoapClientResult {
   acked: number;
   firstSendAt: number;
   lastAckAt: number;
+  /** When 99 % of its messages had a 2.xx (0 if they never did). */
+  ack99At: number;
   rate: number;
 }
 
@@ -127,6 +129,11 @@ export interface CoapLoadResult {
   endedAt: number;
   /** acked / (last 2.xx - first send). */
   rate: number;
+  /**
+   * 99 % of the messages / (the moment every client had 99 % answered - first send): the rate
+   * without the tail a lost datagram adds (its retransmission comes ACK_TIMEOUT or more later).
+   */
+  rate99: number;
   perClientRate: number;
   /** Send (first transmission) -> 2.xx, ms. */
   latency: { count: number; p50: number; p99: number; p999: number; max: number };
@@ -174,6 +181,8 @@ class Client {
   errorCodes: Record<string, number> = {};
   firstSendAt = 0;
   lastAckAt = 0;
+  ack99At = 0;
+  private ack99 = 0;
   readonly latency: RecordableHistogram = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
 
   constructor(opts: CoapLoadOptions, index: number) {
@@ -265,6 +274,8 @@ class Client {
     this.errorCodes = {};
     this.firstSendAt = 0;
     this.lastAckAt = 0;
+    this.ack99At = 0;
+    this.ack99 = Math.ceil(this.target * 0.99);
     this.latency.reset();
   }
 
@@ -333,6 +344,7 @@ class Client {
       const at = nowMs();
       this.acked++;
       this.lastAckAt = at;
+      if (this.acked === this.ack99) this.ack99At = at;
       const ms = at - this.firstSent[slot];
       this.latency.record(ms > 0.001 ? Math.round(ms * 1000) : 1);
     } else {
@@ -478,6 +490,7 @@ function summarize(type: CoapType, clients: Client[], timedOut: boolean): CoapLo
     acked: c.acked,
     firstSendAt: c.firstSendAt,
     lastAckAt: c.lastAckAt,
+    ack99At: c.ack99At,
     rate: c.lastAckAt > c.firstSendAt ? c.acked / ((c.lastAckAt - c.firstSendAt) / 1000) : 0,
   }));
   const h = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
@@ -490,6 +503,9 @@ function summarize(type: CoapType, clients: Client[], timedOut: boolean): CoapLo
   const startedAt = Math.min(...per.map((c) => c.firstSendAt));
   const endedAt = Math.max(...per.map((c) => c.lastAckAt));
   const acked = sum((c) => c.acked);
+  const reached99 = per.every((c) => c.ack99At > 0);
+  const at99 = Math.max(...per.map((c) => c.ack99At));
+  const n99 = clients.reduce((t, c) => t + Math.ceil(c.sent * 0.99), 0);
   return {
     type,
     sent: sum((c) => c.sent),
@@ -504,6 +520,7 @@ function summarize(type: CoapType, clients: Client[], timedOut: boolean): CoapLo
     startedAt,
     endedAt,
     rate: endedAt > startedAt ? acked / ((endedAt - startedAt) / 1000) : 0,
+    rate99: reached99 && at99 > startedAt ? n99 / ((at99 - startedAt) / 1000) : Number.NaN,
     perClientRate: per.reduce((s, c) => s + c.rate, 0) / per.length,
     latency: {
       count: h.count,

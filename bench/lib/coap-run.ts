@@ -94,6 +94,8 @@ export interface CoapRunMetrics {
   [key: string]: number | null;
   /** 2.xx responses / (last 2.xx - first send), all clients. */
   ackRate: number;
+  /** 99 % of the messages / time to 99 % answered (NaN if never): without the retransmission tail. */
+  rate99: number;
   perClientRate: number;
   /** Records at the sink / (last arrival - first send); null without a consumer. */
   deliveredRate: number | null;
@@ -120,6 +122,7 @@ export interface CoapRunMetrics {
 
 export const COAP_COLUMNS: Column[] = [
   { key: 'ackRate', label: 'acked msg/s', digits: 0, ratio: true },
+  { key: 'rate99', label: '99% msg/s', digits: 0, ratio: true },
   { key: 'perClientRate', label: 'per-client msg/s', digits: 0, ratio: true },
   { key: 'deliveredRate', label: 'delivered msg/s', digits: 0 },
   { key: 'p50', label: 'p50 ms', digits: 2, ratio: true },
@@ -230,6 +233,7 @@ export async function measureCoap(
     type === 'con' ? result.sent - result.acked : consumer ? Math.max(0, total - consumer.received) : null;
   const metrics: CoapRunMetrics = {
     ackRate: result.rate,
+    rate99: result.rate99,
     perClientRate: result.perClientRate,
     deliveredRate: consumer ? consumer.received / ((consumer.lastAt - result.startedAt) / 1000) : null,
     p50: result.latency.p50,
@@ -319,7 +323,8 @@ export async function compareCoap(
           });
         } catch (err) {
           const e = err as Error;
-          ctx.log(`${tag} failed: ${e.message}${target ? `\n${target.output().slice(-2000)}` : ''}`);
+          const out = target?.output().slice(-2000).trim();
+          ctx.log(`${tag} failed: ${e.message}${out ? `\n${out}` : ''}`);
           rounds
             .get(rowName)!
             .push({ target: rowName, reference, metrics: {}, error: e.message, detail: { round, type } });
@@ -364,6 +369,11 @@ export async function compareCoap(
     if (m.received != null && m.acked != null && m.received < m.acked && name.endsWith('CON'))
       notes.push(
         `${name}: only ${formatNumber(m.received, 0)} of ${formatNumber(m.acked, 0)} acknowledged records reached the sink`,
+      );
+    if (c.udpRcvbufErrors > 0)
+      notes.push(
+        `${name}: ${formatNumber(c.udpRcvbufErrors, 0)} datagrams dropped by full UDP receive buffers (machine-wide RcvbufErrors), ` +
+          `${formatNumber(m.retransmits, 0)} retransmissions`,
       );
     if (m.failed)
       notes.push(
