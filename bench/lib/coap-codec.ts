@@ -15,8 +15,13 @@ export const CODE_POST = 0x02;
 export const CODE_EMPTY = 0x00;
 /** §12.1.2: 2.04 Changed. */
 export const CODE_CHANGED = (2 << 5) | 4;
-/** §5.10: Uri-Path. */
+/** §5.9.3.4: 5.03 Service Unavailable (with Max-Age: when to try again). */
+export const CODE_SERVICE_UNAVAILABLE = (5 << 5) | 3;
+/** §5.10: Uri-Path, Max-Age. */
 const OPT_URI_PATH = 11;
+const OPT_MAX_AGE = 14;
+/** §5.10.5: Max-Age when the option is absent, seconds. */
+export const DEFAULT_MAX_AGE = 60;
 /** The token is 4 bytes: slot index (16 bit) and the slot's generation (16 bit). */
 export const TOKEN_LENGTH = 4;
 /** The byte before the payload (§3). */
@@ -86,6 +91,33 @@ export function parseHeader(buf: Buffer, out: Header): Header | null {
   out.mid = (buf[2] << 8) | buf[3];
   out.token = tkl === TOKEN_LENGTH && buf.length >= 4 + TOKEN_LENGTH ? buf.readUInt32BE(4) : -1;
   return out;
+}
+
+/** The Max-Age option of a message (seconds), or DEFAULT_MAX_AGE when absent or unreadable. */
+export function maxAge(buf: Buffer): number {
+  let i = 4 + (buf[0] & 0x0f);
+  let number = 0;
+  while (i < buf.length && buf[i] !== PAYLOAD_MARKER) {
+    let delta = buf[i] >> 4;
+    let len = buf[i] & 0x0f;
+    i++;
+    if (delta === 13) delta = 13 + buf[i++];
+    else if (delta === 14) {
+      delta = 269 + ((buf[i] << 8) | buf[i + 1]);
+      i += 2;
+    }
+    if (len === 13) len = 13 + buf[i++];
+    else if (len === 14) {
+      len = 269 + ((buf[i] << 8) | buf[i + 1]);
+      i += 2;
+    }
+    if (delta === 15 || len === 15 || i + len > buf.length) return DEFAULT_MAX_AGE;
+    number += delta;
+    if (number === OPT_MAX_AGE) return len === 0 ? 0 : buf.readUIntBE(i, Math.min(len, 4));
+    if (number > OPT_MAX_AGE) break;
+    i += len;
+  }
+  return DEFAULT_MAX_AGE;
 }
 
 /** '2.04' from 0x44. */

@@ -24,10 +24,12 @@ import { Worker } from 'node:worker_threads';
 import {
   ACK,
   CODE_EMPTY,
+  CODE_SERVICE_UNAVAILABLE,
   CON,
   codeString,
   emptyAck,
   type Header,
+  maxAge,
   NON,
   type PostTemplate,
   parseHeader,
@@ -93,6 +95,8 @@ const FREE = 0;
 const WAITING = 1;
 /** CON with an empty ACK: waiting for the separate response (matched by token). */
 const SEPARATE = 2;
+/** Answered 5.03: sent again, as a new request, once its Max-Age has passed (§5.9.3.4). */
+const HELD = 3;
 
 export interface CoapClientResult {
   path: string;
@@ -119,7 +123,12 @@ export interface CoapLoadResult {
   resets: number;
   /** NON without a response within `nonWaitMs`. */
   unanswered: number;
-  /** Responses other than 2.xx, by code. */
+  /**
+   * 5.03 Service Unavailable answers (the server's back-pressure): each request is sent again,
+   * as a new one, after the response's Max-Age, its send time kept (latency includes the wait).
+   */
+  refused: number;
+  /** Responses other than 2.xx and 5.03, by code. */
   errorCodes: Record<string, number>;
   /** ACKs / responses matching nothing outstanding (late duplicates). */
   stray: number;
@@ -177,6 +186,7 @@ class Client {
   failed = 0;
   resets = 0;
   unanswered = 0;
+  refused = 0;
   stray = 0;
   errorCodes: Record<string, number> = {};
   firstSendAt = 0;
@@ -270,6 +280,7 @@ class Client {
     this.failed = 0;
     this.resets = 0;
     this.unanswered = 0;
+    this.refused = 0;
     this.stray = 0;
     this.errorCodes = {};
     this.firstSendAt = 0;
@@ -289,40 +300,44 @@ class Client {
     const tpl = this.type === CON ? this.tpl.con : this.tpl.non;
     const now = nowMs();
     while (this.sent < this.target && this.freeList.length > 0) {
+      // A message id still held by an outstanding request (65536 sends ago) is not reused.
+      if (this.midToSlot[this.nextMid] >= 0) break;
       const slot = this.freeList.pop()!;
       const buf = this.bufs[slot];
       tpl.packet.copy(buf);
-      const mid = this.nextMid;
-      this.nextMid = (mid + 1) & 0xffff;
-      // A message id still held by an outstanding request (65536 sends ago) is not reused.
-      if (this.midToSlot[mid] >= 0) {
-        this.freeList.push(slot);
-        break;
-      }
-      const g = (this.gen[slot] + 1) & 0xffff;
-      this.gen[slot] = g;
-      buf[tpl.midOffset] = mid >> 8;
-      buf[tpl.midOffset + 1] = mid & 0xff;
-      buf.writeUInt32BE(((slot << 16) | g) >>> 0, tpl.tokenOffset);
       buf.writeDoubleBE(now, tpl.payloadOffset);
-      this.midToSlot[mid] = slot;
-      this.mids[slot] = mid;
-      this.state[slot] = WAITING;
       this.firstSent[slot] = now;
-      this.retries[slot] = 0;
-      if (this.type === CON) {
-        // §4.2: the initial timeout is random between ACK_TIMEOUT and ACK_TIMEOUT * ACK_RANDOM_FACTOR.
-        const t = this.ackTimeoutMs * (1 + Math.random() * (ACK_RANDOM_FACTOR - 1));
-        this.timeout[slot] = t;
-        this.deadline[slot] = now + t;
-      } else {
-        this.deadline[slot] = now + this.opts.nonWaitMs;
-      }
       this.active++;
       this.sent++;
-      this.socket.send(buf);
+      this.transmit(slot, now);
     }
     if (this.sent === this.target && this.active === 0) this.finish?.();
+  }
+
+  /** Sends the slot's message as a new exchange: a message id and a token of its own. */
+  private transmit(slot: number, now: number): void {
+    const tpl = this.type === CON ? this.tpl.con : this.tpl.non;
+    const buf = this.bufs[slot];
+    const mid = this.nextMid;
+    this.nextMid = (mid + 1) & 0xffff;
+    const g = (this.gen[slot] + 1) & 0xffff;
+    this.gen[slot] = g;
+    buf[tpl.midOffset] = mid >> 8;
+    buf[tpl.midOffset + 1] = mid & 0xff;
+    buf.writeUInt32BE(((slot << 16) | g) >>> 0, tpl.tokenOffset);
+    this.midToSlot[mid] = slot;
+    this.mids[slot] = mid;
+    this.state[slot] = WAITING;
+    this.retries[slot] = 0;
+    if (this.type === CON) {
+      // §4.2: the initial timeout is random between ACK_TIMEOUT and ACK_TIMEOUT * ACK_RANDOM_FACTOR.
+      const t = this.ackTimeoutMs * (1 + Math.random() * (ACK_RANDOM_FACTOR - 1));
+      this.timeout[slot] = t;
+      this.deadline[slot] = now + t;
+    } else {
+      this.deadline[slot] = now + this.opts.nonWaitMs;
+    }
+    this.socket.send(buf);
   }
 
   private release(slot: number): void {
@@ -339,7 +354,16 @@ class Client {
     for (let s = 0; s < this.w; s++) if (this.state[s] !== FREE) this.release(s);
   }
 
-  private complete(slot: number, code: number): void {
+  private complete(slot: number, code: number, buf: Buffer): void {
+    if (code === CODE_SERVICE_UNAVAILABLE) {
+      this.refused++;
+      const mid = this.mids[slot];
+      if (mid >= 0 && this.midToSlot[mid] === slot) this.midToSlot[mid] = -1;
+      this.mids[slot] = -1;
+      this.state[slot] = HELD;
+      this.deadline[slot] = nowMs() + maxAge(buf) * 1000;
+      return;
+    }
     if (code >> 5 === 2) {
       const at = nowMs();
       this.acked++;
@@ -374,7 +398,7 @@ class Client {
         this.deadline[slot] = nowMs() + this.maxTransmitWait();
         return;
       } else {
-        this.complete(slot, h.code);
+        this.complete(slot, h.code, buf);
       }
     } else {
       // A separate response (CON or NON), or the response to a NON request.
@@ -389,7 +413,7 @@ class Client {
         this.stray++;
         return;
       }
-      this.complete(slot, h.code);
+      this.complete(slot, h.code, buf);
     }
     this.refill();
   };
@@ -405,6 +429,10 @@ class Client {
     for (let s = 0; s < this.w; s++) {
       const st = this.state[s];
       if (st === FREE || now < this.deadline[s]) continue;
+      if (st === HELD) {
+        if (this.midToSlot[this.nextMid] < 0) this.transmit(s, now);
+        continue;
+      }
       if (st === WAITING && this.type === CON && this.retries[s] < this.maxRetransmit) {
         // §4.2: retransmit the same message, the timeout doubled.
         this.retries[s]++;
@@ -514,6 +542,7 @@ function summarize(type: CoapType, clients: Client[], timedOut: boolean): CoapLo
     failed: sum((c) => c.failed),
     resets: sum((c) => c.resets),
     unanswered: sum((c) => c.unanswered),
+    refused: sum((c) => c.refused),
     errorCodes,
     stray: sum((c) => c.stray),
     timedOut,

@@ -114,6 +114,8 @@ export interface CoapRunMetrics {
   retransmits: number;
   failed: number;
   unanswered: number;
+  /** 5.03 answers (back-pressure), each request sent again after Max-Age. */
+  refused: number;
   peakRssMb: number;
   cpuPct: number;
   harnessCpuPct: number;
@@ -157,7 +159,7 @@ function loadSummary(r: CoapLoadResult): string {
   const codes = Object.keys(r.errorCodes).length ? `, error codes ${JSON.stringify(r.errorCodes)}` : '';
   return (
     `acked ${r.acked} of ${r.sent} sent, ${r.retransmits} retransmissions, ${r.failed} given up, ` +
-    `${r.unanswered} NON unanswered${codes}`
+    `${r.unanswered} NON unanswered, ${r.refused} answered 5.03 (sent again after Max-Age)${codes}`
   );
 }
 
@@ -248,6 +250,7 @@ export async function measureCoap(
     retransmits: result.retransmits,
     failed: result.failed,
     unanswered: result.unanswered,
+    refused: result.refused,
     peakRssMb: win.peakRssMb,
     cpuPct: win.cpuPct,
     harnessCpuPct,
@@ -283,7 +286,8 @@ export async function compareCoap(
         const rowName = coapRowName(name, type);
         if (!rounds.has(rowName)) rounds.set(rowName, []);
         const tag = ctx.env.rounds > 1 ? `${rowName} (round ${round}/${ctx.env.rounds})` : rowName;
-        const reference = name === refName ? undefined : coapRowName(refName, type);
+        // The reference target's own rows carry no ratio (its NON row is not compared with its CON row).
+        const reference = coapRowName(refName, type);
         let target: CoapTarget | null = null;
         try {
           target = await start();
@@ -382,6 +386,10 @@ export async function compareCoap(
     if (m.unanswered)
       notes.push(
         `${name}: ${formatNumber(m.unanswered, 0)} NON without a response within ${spec.nonWaitMs} ms`,
+      );
+    if (m.refused)
+      notes.push(
+        `${name}: ${formatNumber(m.refused, 0)} answers 5.03 (back-pressure), each request sent again after its Max-Age`,
       );
     const codes = chosen.detail?.errorCodes as Record<string, number> | undefined;
     if (codes && Object.keys(codes).length > 0)
