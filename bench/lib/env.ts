@@ -52,6 +52,20 @@ export interface BenchEnv {
   backlogControl: boolean;
   /** backlog-1m: backlog and control runs, interleaved; the median pair is the figure (BENCH_BACKLOG_ROUNDS). */
   backlogRounds: number;
+  /** `coap`: UDP clients (BENCH_COAP_CLIENTS). */
+  coapClients: number;
+  /** `coap`: requests outstanding per client (BENCH_COAP_INFLIGHT). */
+  coapInflight: number;
+  /** `coap`: messages per client (BENCH_COAP_MESSAGES). */
+  coapMessages: number;
+  /** `coap`: which message types, in order: con, non or both (BENCH_COAP_TYPES). */
+  coapTypes: ('con' | 'non')[];
+  /** `coap`: RFC 7252 ACK_TIMEOUT, ms (BENCH_COAP_ACK_TIMEOUT_MS). */
+  coapAckTimeoutMs: number;
+  /** `coap`: RFC 7252 MAX_RETRANSMIT (BENCH_COAP_MAX_RETRANSMIT). */
+  coapMaxRetransmit: number;
+  /** `coap`: a NON without a response frees its window slot after this long, ms (BENCH_COAP_NON_WAIT_MS). */
+  coapNonWaitMs: number;
 }
 
 function jsonObject(name: string): Record<string, unknown> | null {
@@ -73,6 +87,16 @@ function outageMode(): 'refuse' | '503' {
   if (raw !== 'refuse' && raw !== '503')
     throw new Error(`BENCH_OUTAGE_MODE must be refuse or 503 (got ${raw})`);
   return raw;
+}
+
+function coapTypes(): ('con' | 'non')[] {
+  const raw = (process.env.BENCH_COAP_TYPES || 'con,non').split(',').map((s) => s.trim().toLowerCase());
+  const out: ('con' | 'non')[] = [];
+  for (const t of raw) {
+    if (t !== 'con' && t !== 'non') throw new Error(`BENCH_COAP_TYPES: expected con and/or non (got ${t})`);
+    if (!out.includes(t)) out.push(t);
+  }
+  return out;
 }
 
 export function readEnv(): BenchEnv {
@@ -103,5 +127,12 @@ export function readEnv(): BenchEnv {
     backlog: int('BENCH_BACKLOG', 1_000_000, 1000),
     backlogControl: int('BENCH_BACKLOG_CONTROL', 1, 0, 1) === 1,
     backlogRounds: int('BENCH_BACKLOG_ROUNDS', 3, 1, 9),
+    coapClients: int('BENCH_COAP_CLIENTS', 4, 1, 1024),
+    coapInflight: int('BENCH_COAP_INFLIGHT', 32, 1, 65_535),
+    coapMessages: int('BENCH_COAP_MESSAGES', 25_000, 1),
+    coapTypes: coapTypes(),
+    coapAckTimeoutMs: int('BENCH_COAP_ACK_TIMEOUT_MS', 2000, 1, 60_000),
+    coapMaxRetransmit: int('BENCH_COAP_MAX_RETRANSMIT', 4, 0, 20),
+    coapNonWaitMs: int('BENCH_COAP_NON_WAIT_MS', 100, 1, 60_000),
   };
 }

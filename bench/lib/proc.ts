@@ -260,6 +260,24 @@ export class SelfCpu {
   }
 }
 
+/**
+ * The machine's UDP counters from /proc/net/snmp (RcvbufErrors: datagrams dropped because a
+ * socket's receive buffer was full), or null where unreadable.
+ */
+export function udpCounters(): Record<string, number> | null {
+  try {
+    const lines = readFileSync('/proc/net/snmp', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('Udp:'));
+    if (lines.length < 2) return null;
+    const names = lines[0].split(/\s+/).slice(1);
+    const values = lines[1].split(/\s+/).slice(1).map(Number);
+    return Object.fromEntries(names.map((n, i) => [n, values[i]]));
+  } catch {
+    return null;
+  }
+}
+
 /** Busy time of the whole machine from /proc/stat, % of one core (up to nproc x 100). */
 export class SystemCpu {
   private t0 = 0;

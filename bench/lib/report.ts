@@ -18,6 +18,11 @@ export interface ResultRow {
   /** Everything else worth keeping in the JSON (per-connection figures, raw windows). */
   detail?: Record<string, unknown>;
   error?: string;
+  /**
+   * The row this row's ratios are against, when not the outcome's `reference` (e.g. a NON row
+   * against edgeferry's NON row while CON rows go against edgeferry's CON row).
+   */
+  reference?: string;
 }
 
 export interface ScenarioOutcome {
@@ -61,12 +66,13 @@ export function formatTable(
   const header = [result.rowLabel ?? 'target', ...result.columns.map((c) => c.label)];
   const body = result.rows.map((row) => {
     if (row.error) return [row.target, `ERROR: ${row.error.replace(/\s+/g, ' ').slice(0, 160)}`];
+    const rowRef = row.reference ? result.rows.find((r) => r.target === row.reference && !r.error) : ref;
     return [
       row.target,
       ...result.columns.map((c) => {
         const v = row.metrics[c.key];
         const text = formatNumber(v, c.digits);
-        return c.ratio && ref && row !== ref ? text + formatRatio(ref.metrics[c.key], v) : text;
+        return c.ratio && rowRef && row !== rowRef ? text + formatRatio(rowRef.metrics[c.key], v) : text;
       }),
     ];
   });

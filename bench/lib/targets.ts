@@ -122,7 +122,7 @@ async function edgeferryTarget(
 }
 
 /** Spawns a broker process and waits for its 'listening' JSON line (or a TCP accept). */
-async function spawnBroker(
+export async function spawnBroker(
   name: string,
   command: string,
   args: string[],

@@ -1,8 +1,9 @@
 // Every scenario the runner knows, in the order `npm run bench` runs the default ones. Later
-// scenarios (coap, modbus) are added here.
+// scenarios (modbus) are added here.
 
 import type { Scenario } from '../lib/scenario.ts';
 import { backlog1m } from './backlog-1m.ts';
+import { coap } from './coap.ts';
 import { grpcSink } from './grpc-sink.ts';
 import { loadgenCeiling } from './loadgen-ceiling.ts';
 import { mqttQos0 } from './mqtt-qos0.ts';
@@ -19,4 +20,5 @@ export const scenarios: Scenario[] = [
   grpcSink,
   outageDrain,
   backlog1m,
+  coap,
 ];
