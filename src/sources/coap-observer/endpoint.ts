@@ -84,6 +84,33 @@ const ACK_RANDOM_FACTOR = 1.5;
 /** Message ids of recent CON/NON messages from the device, for duplicate detection (§4.5). */
 const RECENT_IDS = 64;
 
+interface DtlsSocketInternals {
+  udp_onMessage(this: DtlsSocketInternals, ...args: unknown[]): void;
+  killConnection(this: DtlsSocketInternals, err: Error): void;
+  edgeferryGuarded?: boolean;
+}
+
+/**
+ * node-dtls-client 1.1 throws from its UDP 'message' handler on a handshake message it does not
+ * parse: a server that sends a PSK identity hint (ServerKeyExchange, as libcoap's
+ * coap-server-openssl and -gnutls do by default) raised "unsupported message type 12" as an
+ * uncaught exception, which would end the daemon. Its handler is bound from the prototype when a
+ * socket is created, so wrapping it once turns such a throw into the socket's own failure path
+ * (an 'error' event: handshake failed, the resource retries).
+ */
+function guardDtlsReceive(proto: DtlsSocketInternals): void {
+  if (proto.edgeferryGuarded) return;
+  const receive = proto.udp_onMessage;
+  proto.udp_onMessage = function (this: DtlsSocketInternals, ...args: unknown[]) {
+    try {
+      receive.apply(this, args);
+    } catch (err) {
+      this.killConnection(err instanceof Error ? err : new Error(String(err)));
+    }
+  };
+  proto.edgeferryGuarded = true;
+}
+
 export class CoapEndpoint {
   readonly origin: string;
   private readonly opts: EndpointOptions;
@@ -270,6 +297,7 @@ export class CoapEndpoint {
   ): Promise<Transport> {
     // Loaded only for coaps:// devices (node-coap-client's own DTLS library).
     const { dtls } = await import('node-dtls-client');
+    guardDtlsReceive(dtls.Socket.prototype as unknown as DtlsSocketInternals);
     return new Promise<Transport>((resolve, reject) => {
       const sock = dtls.createSocket({
         type,
