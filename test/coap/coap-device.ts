@@ -18,6 +18,8 @@ export class CoapDevice {
   readonly commands: ReceivedCommand[] = [];
   /** GET requests seen on /temp with Observe: 0 (registrations and re-registrations). */
   registrations = 0;
+  /** GET requests on /temp with Observe: 1 (an explicit cancellation, RFC 7641 §3.6). */
+  cancellations = 0;
   polls = 0;
   private server: Server | null = null;
   private readonly observers = new Set<OutgoingMessage>();
@@ -65,6 +67,8 @@ export class CoapDevice {
         res.on('finish', () => this.observers.delete(res));
         res.write(JSON.stringify({ t: this.value }));
       } else {
+        // node-coap keeps notifying after a cancellation (it has no deregistration): count it.
+        if (req.headers.Observe === 1) this.cancellations++;
         res.end(JSON.stringify({ t: this.value }));
       }
       return;

@@ -104,6 +104,9 @@ describe('CoAP observer', () => {
     expect(metrics).toMatch(
       /edgeferry_coap_last_notification_age_seconds\{device="dev-a",resource="\/temp"\}/,
     );
+    // Shutdown cancels the observation (RFC 7641 §3.6) and the daemon exits cleanly.
+    expect(await d.stop()).toBe(0);
+    await eventually(() => dev.cancellations === 1, 'the device got the cancellation');
   });
 
   it('polls a resource with observe: false', async () => {

@@ -126,10 +126,10 @@ export class CoapObserverSource implements Source, CommandTarget {
   }
 
   async stop(): Promise<void> {
-    for (const d of this.devices.values()) {
-      for (const r of d.runners) r.stop();
-      d.endpoint.close();
-    }
+    const devices = [...this.devices.values()];
+    // Bounded: a send completes or fails at once (UDP, or DTLS over UDP).
+    await Promise.all(devices.flatMap((d) => d.runners.map((r) => r.stop())));
+    for (const d of devices) d.endpoint.close();
   }
 
   addresses(): Record<string, string | number> {

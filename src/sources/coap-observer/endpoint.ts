@@ -52,7 +52,7 @@ export interface ExchangeOptions {
 export type TokenListener = (msg: CoapMessage) => void;
 
 interface Transport {
-  send(buf: Buffer): void;
+  send(buf: Buffer, done?: () => void): void;
   close(): void;
 }
 
@@ -217,18 +217,29 @@ export class CoapEndpoint {
     this.transport = null;
   }
 
-  /** Sends a message without waiting for anything (an observe cancellation on shutdown). */
-  sendNonConfirmable(code: number, token: Buffer, options: CoapOption[]): void {
-    this.transport?.send(
-      encode({
-        type: TYPE_NON,
-        code,
-        messageId: this.allocateMessageId(),
-        token,
-        options,
-        payload: Buffer.alloc(0),
-      }),
-    );
+  /**
+   * Sends a message that expects no answer (an observe cancellation on shutdown); resolves once
+   * it left the socket, so closing the endpoint after it does not drop it.
+   */
+  sendNonConfirmable(code: number, token: Buffer, options: CoapOption[]): Promise<void> {
+    const t = this.transport;
+    if (!t) return Promise.resolve();
+    const buf = encode({
+      type: TYPE_NON,
+      code,
+      messageId: this.allocateMessageId(),
+      token,
+      options,
+      payload: Buffer.alloc(0),
+    });
+    return new Promise<void>((resolve) => {
+      // Bounded: a DTLS socket that is going away may never call back.
+      const timer = setTimeout(resolve, 1_000);
+      t.send(buf, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   private scheduleRetransmit(ex: Exchange, transport: Transport): void {
@@ -283,7 +294,7 @@ export class CoapEndpoint {
     });
     await new Promise<void>((resolve) => sock.bind(0, resolve));
     return {
-      send: (buf) => sock.send(buf, port, address, () => {}),
+      send: (buf, done) => sock.send(buf, port, address, () => done?.()),
       close: () => sock.close(),
     };
   }
@@ -319,7 +330,7 @@ export class CoapEndpoint {
         for (const cb of this.lostHandlers) cb(err);
       };
       const transport: Transport = {
-        send: (buf) => sock.send(buf),
+        send: (buf, done) => sock.send(buf, () => done?.()),
         close: () => {
           up = false;
           sock.close();

@@ -88,20 +88,23 @@ export class ResourceRunner {
     if (this.spec.observe && this.state === 'observing') this.schedule(0);
   }
 
-  stop(): void {
+  /** Resolves once a cancellation, if one is due, has been sent. */
+  stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    let sent = Promise.resolve();
     if (this.spec.observe && this.state === 'observing') {
       // RFC 7641 §3.6: cancel explicitly (GET with Observe = 1) rather than leave the device
       // notifying a gateway that is gone until it gets a RST.
-      this.endpoint.sendNonConfirmable(CODE_GET, this.token, [
+      sent = this.endpoint.sendNonConfirmable(CODE_GET, this.token, [
         { number: OPT_OBSERVE, value: uintValue(1) },
         ...pathOptions(this.spec.path),
       ]);
     }
     this.endpoint.unlisten(this.token);
     this.setState('stopped');
+    return sent;
   }
 
   private schedule(ms: number): void {
