@@ -9,7 +9,7 @@ import type { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
 import type { Config } from './config/schema.ts';
 import { compactHeap } from './core/compact-heap.ts';
 import type { Logger } from './core/logger.ts';
-import type { Sink, Source } from './core/pipeline.ts';
+import type { CommandTarget, Sink, Source } from './core/pipeline.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
 import type { GatewayView } from './observability/gateway-view.ts';
@@ -148,7 +148,20 @@ export class Gateway {
       await coap.start();
       this.sources.push(coap);
     }
-    this.grpc?.attach(journal, mqtt);
+    // The CoAP observer also carries Gateway.Command, so a device with no resources loads it too.
+    let commands: CommandTarget | null = null;
+    if (c.coap.devices.length > 0) {
+      const { CoapObserverSource } = await import('./sources/coap-observer/coap-observer-source.ts');
+      const observer = new CoapObserverSource(
+        c.coap.devices,
+        journal,
+        this.log.child({ component: 'coap-observer' }),
+      );
+      await observer.start();
+      this.sources.push(observer);
+      commands = observer;
+    }
+    this.grpc?.attach(journal, mqtt, commands);
     compactHeap();
     this.listening = true;
     this.grpc?.setServing(true);

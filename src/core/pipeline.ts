@@ -91,3 +91,46 @@ export interface Downlink {
   /** Resolves once the broker accepted the message for delivery to current subscribers. */
   publish(topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean): Promise<void>;
 }
+
+/**
+ * A command to one southbound device (Gateway.Command): a CoAP PUT/POST to a resource path, and
+ * later a Modbus register write. `target` is the resource path (CoAP) or register name (Modbus).
+ */
+export interface CommandRequest {
+  device: string;
+  target: string;
+  payload: Buffer;
+  /** Media type of `payload` ("" for none); CoAP maps it to a Content-Format. */
+  contentType: string;
+  /** Protocol verb: CoAP PUT (the default, "") or POST. */
+  method: string;
+  /** 0 for the device's configured timeout. */
+  timeoutMs: number;
+}
+
+export interface CommandResponse {
+  /** The device's answer, e.g. "2.04" for CoAP. */
+  code: string;
+  payload: Buffer;
+  contentType: string;
+}
+
+/** Why a command failed; the gRPC API maps not-found, invalid, deadline, unavailable to status codes. */
+export type CommandErrorKind = 'not-found' | 'invalid' | 'deadline' | 'unavailable';
+
+export class CommandError extends Error {
+  readonly kind: CommandErrorKind;
+  constructor(kind: CommandErrorKind, message: string) {
+    super(message);
+    this.kind = kind;
+    this.name = 'CommandError';
+  }
+}
+
+/**
+ * Devices that take commands. `command` resolves with the device's answer (whatever its code)
+ * and rejects with a `CommandError`; it gives up when `signal` aborts (the caller's deadline).
+ */
+export interface CommandTarget {
+  command(req: CommandRequest, signal?: AbortSignal): Promise<CommandResponse>;
+}

@@ -4,6 +4,23 @@ import { sinkReports } from './gateway-view.ts';
 import { type Sample, SampledMetric } from './sampled-metric.ts';
 
 const SINK_STATES = ['up', 'backoff', 'auth-failing', 'stalled', 'starting', 'stopped'];
+const COAP_STATES = ['starting', 'observing', 'polling', 'retrying', 'stopped'];
+
+interface CoapResourceSample {
+  device: string;
+  resource: string;
+  state: string;
+  notifications: number;
+  errors: number;
+  lastNotificationAt: number | null;
+}
+
+/** Per device sums of a per-resource count. */
+function sumBy(rs: CoapResourceSample[], field: 'notifications' | 'errors'): Sample[] {
+  const by = new Map<string, number>();
+  for (const r of rs) by.set(r.device, (by.get(r.device) ?? 0) + r[field]);
+  return [...by].map(([device, value]) => ({ labels: { device }, value }));
+}
 
 /** The Prometheus registry: process metrics plus gateway metrics sampled at scrape time. */
 export function createMetricsRegistry(view: GatewayView): Registry {
@@ -124,6 +141,45 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     'CoAP requests answered 5.03 with Max-Age while the journal was saturated.',
     'counter',
     coap('busy'),
+  );
+  // The CoAP observer's resources (README: CoAP devices).
+  const coapResources = () => {
+    const s = view.sources.find((x) => x.name === 'coap-observer');
+    return ((s?.counters as { resources?: CoapResourceSample[] } | undefined)?.resources ??
+      []) as CoapResourceSample[];
+  };
+  add('edgeferry_coap_observed_resources', 'CoAP device resources by state.', 'gauge', () => {
+    const rs = coapResources();
+    return COAP_STATES.map((state) => ({
+      labels: { state },
+      value: rs.filter((r) => r.state === state).length,
+    }));
+  });
+  add(
+    'edgeferry_coap_notifications_total',
+    'Representations received from CoAP devices (2.xx notifications and poll responses).',
+    'counter',
+    () => sumBy(coapResources(), 'notifications'),
+  );
+  add(
+    'edgeferry_coap_errors_total',
+    'Failed registrations, polls and error notifications of CoAP devices.',
+    'counter',
+    () => sumBy(coapResources(), 'errors'),
+  );
+  add(
+    'edgeferry_coap_last_notification_age_seconds',
+    'Seconds since the last representation from each CoAP device resource (absent before the first).',
+    'gauge',
+    () => {
+      const now = Date.now();
+      return coapResources()
+        .filter((r) => r.lastNotificationAt !== null)
+        .map((r) => ({
+          labels: { device: r.device, resource: r.resource },
+          value: (now - (r.lastNotificationAt as number)) / 1000,
+        }));
+    },
   );
 
   const j = (f: (journal: NonNullable<GatewayView['journal']>) => Sample[]) => () =>

@@ -61,6 +61,16 @@ export function coapClient(): PeerTool {
   return executables('coap-client-notls', 'libcoap3-bin', ['coap-client-notls']);
 }
 
+/** `coap-server-notls` (Debian `libcoap3-bin`): libcoap's example server, observable `/time`. */
+export function coapServer(): PeerTool {
+  return executables('coap-server-notls', 'libcoap3-bin', ['coap-server-notls']);
+}
+
+/** `coap-server-openssl` (Debian `libcoap3-bin`): the same server with DTLS (PSK with -k). */
+export function coapServerDtls(): PeerTool {
+  return executables('coap-server-openssl', 'libcoap3-bin', ['coap-server-openssl']);
+}
+
 /** `stdbuf` (Debian `coreutils`): line-buffers a peer's stdout when it writes to a pipe. */
 export function stdbuf(): PeerTool {
   return executables('stdbuf', 'coreutils', ['stdbuf']);

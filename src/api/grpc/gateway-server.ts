@@ -11,7 +11,14 @@ import {
 import { HealthImplementation } from 'grpc-health-check';
 import { CONSUMER_NAME, type ConsumerInfo } from '../../core/consumers.ts';
 import type { Logger } from '../../core/logger.ts';
-import type { Downlink, RecordLog } from '../../core/pipeline.ts';
+import {
+  CommandError,
+  type CommandErrorKind,
+  type CommandResponse,
+  type CommandTarget,
+  type Downlink,
+  type RecordLog,
+} from '../../core/pipeline.ts';
 import { TopicRouter, validateTopicFilter } from '../../core/topic-filter.ts';
 import { Consumers, consumerCursor, type StreamLease } from './consumers.ts';
 import { loadService } from './proto.ts';
@@ -52,6 +59,22 @@ interface PublishRequest {
   qos: number;
   retain: boolean;
 }
+
+interface CommandRequestMessage {
+  device: string;
+  target: string;
+  payload: Buffer;
+  contentType: string;
+  method: string;
+  timeoutMs: number;
+}
+
+const COMMAND_STATUS: Record<CommandErrorKind, status> = {
+  'not-found': status.NOT_FOUND,
+  invalid: status.INVALID_ARGUMENT,
+  deadline: status.DEADLINE_EXCEEDED,
+  unavailable: status.UNAVAILABLE,
+};
 
 interface ConsumerMessage {
   name: string;
@@ -94,6 +117,7 @@ export class GatewayGrpcServer {
   private readonly log: Logger;
   private records: RecordLog | null = null;
   private downlink: Downlink | null = null;
+  private commands: CommandTarget | null = null;
   private readonly health = new HealthImplementation({
     '': 'NOT_SERVING',
     'edgeferry.v1.Gateway': 'NOT_SERVING',
@@ -127,6 +151,7 @@ export class GatewayGrpcServer {
       Publish: this.publish,
       ListConsumers: this.listConsumers,
       DeleteConsumer: this.deleteConsumer,
+      Command: this.command,
     });
     this.health.addToServer(this.server);
   }
@@ -148,9 +173,10 @@ export class GatewayGrpcServer {
     return { host: this.opts.host, port: this.boundPort };
   }
 
-  attach(records: RecordLog, downlink: Downlink | null): void {
+  attach(records: RecordLog, downlink: Downlink | null, commands: CommandTarget | null = null): void {
     this.records = records;
     this.downlink = downlink;
+    this.commands = commands;
     this.consumers.attach(records);
   }
 
@@ -366,5 +392,49 @@ export class GatewayGrpcServer {
       () => cb(null, {}),
       (err) => cb(grpcError(status.UNAVAILABLE, (err as Error).message)),
     );
+  };
+
+  private readonly command = (
+    call: ServerUnaryCall<CommandRequestMessage, CommandResponse>,
+    cb: sendUnaryData<CommandResponse>,
+  ): void => {
+    const req = call.request;
+    if (!this.commands) {
+      cb(
+        grpcError(
+          status.NOT_FOUND,
+          `no device named ${JSON.stringify(req.device)}: no devices are configured`,
+        ),
+      );
+      return;
+    }
+    // The call's own deadline bounds the device exchange too, when it is the shorter one.
+    let timeoutMs = req.timeoutMs;
+    const deadline = call.getDeadline();
+    const left = deadline instanceof Date ? deadline.getTime() - Date.now() : Number.POSITIVE_INFINITY;
+    if (Number.isFinite(left)) timeoutMs = Math.max(1, timeoutMs > 0 ? Math.min(timeoutMs, left) : left);
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
+    this.commands
+      .command(
+        {
+          device: req.device,
+          target: req.target,
+          payload: req.payload,
+          contentType: req.contentType,
+          method: req.method,
+          timeoutMs: Math.floor(timeoutMs),
+        },
+        ac.signal,
+      )
+      .then(
+        (res) => cb(null, res),
+        (err) =>
+          cb(
+            err instanceof CommandError
+              ? grpcError(COMMAND_STATUS[err.kind], err.message)
+              : grpcError(status.INTERNAL, (err as Error).message),
+          ),
+      );
   };
 }
