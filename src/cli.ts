@@ -10,7 +10,8 @@ const USAGE = `usage: edgeferry <command> [options]
 
 commands:
   run [--config FILE]       run the gateway (without --config: the embedded default:
-                            MQTT on 1883, admin HTTP on 8080, gRPC API on 50051,
+                            MQTT on 1883, CoAP on 5683/udp, admin HTTP on 8080,
+                            gRPC API on 50051,
                             journal in ./data, no sinks)
   check-config FILE         validate a configuration file and exit
   version                   print the version
