@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import type * as z from 'zod';
 import { ConfigError } from '../core/errors.ts';
-import { type Config, configSchema, describeValue } from './schema.ts';
+import { describeValue } from './fields.ts';
+import { type Config, configSchema } from './schema.ts';
 
 /** Environment variables that replace a config value; the orchestrator knows these better than the file. */
 const ENV_OVERRIDES = [

@@ -288,6 +288,27 @@ describe('validation errors name the field and the reason', () => {
     );
   });
 
+  it('coap: the server prefix, device names, URLs, PSK and polling, each named by its field', () => {
+    expect(invalid({ coap: { prefix: '.well-known' } })).toContain('coap.prefix: must not be .well-known');
+    expect(invalid({ coap: { prefix: 'a/b' } })).toContain('coap.prefix: must be one path segment');
+    const device = (over: Record<string, unknown> = {}) => ({ name: 'd1', url: 'coap://10.0.0.5', ...over });
+    const message = invalid({
+      coap: {
+        devices: [
+          device(),
+          device(),
+          device({ name: 'd2', url: 'coaps://10.0.0.6' }),
+          device({ name: 'd3', url: 'http://x' }),
+          device({ name: 'd4', resources: [{ path: '/t', topic: 't', observe: false }] }),
+        ],
+      },
+    });
+    expect(message).toContain('coap.devices[1].name: duplicate device name "d1" (also used by devices[0])');
+    expect(message).toContain('coap.devices[2].psk: required for a coaps:// device');
+    expect(message).toContain('coap.devices[3].url: must be a coap:// or coaps:// URL');
+    expect(message).toContain('coap.devices[4].resources[0].pollIntervalMs: required when observe is false');
+  });
+
   it('duplicate sink names, even alongside other problems', () => {
     // An unknown type aborts parsing that sink, which must not hide the duplicate.
     const message = invalid({

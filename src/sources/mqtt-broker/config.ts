@@ -1,0 +1,23 @@
+// The embedded broker's `mqtt:` section (README: configuration, MQTT broker bounds).
+
+import * as z from 'zod';
+import { bytes, integer, nonEmpty, port, section } from '../../config/fields.ts';
+
+export const mqttConfig = section({
+  enabled: z.boolean().default(true),
+  host: nonEmpty().default('0.0.0.0'),
+  port: port().default(1883),
+  maxPacketBytes: bytes().prefault('256KiB'),
+  // mosquitto's max_queued_messages / max_queued_bytes: per client, what waits to be sent
+  // to it (in its socket while connected, in its session while a clean: false client is away).
+  maxQueuedMessages: integer(1).default(1000),
+  maxQueuedBytes: bytes().prefault('1MiB'),
+  // All away sessions together; past it the oldest message held for any of them goes.
+  maxQueuedMessagesTotal: integer(1).default(100_000),
+  maxQueuedBytesTotal: bytes().prefault('64MiB'),
+  maxRetainedMessages: integer(1).default(10_000),
+  maxRetainedBytes: bytes().prefault('16MiB'),
+  // Incoming QoS 2 messages awaiting PUBREL (EMQX's max_awaiting_rel), per client and in all.
+  maxAwaitingRel: integer(1, 65535).default(1000),
+  maxAwaitingRelTotal: integer(1).default(100_000),
+});
