@@ -20,7 +20,6 @@
 
 import { createSocket, type Socket } from 'node:dgram';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
 import {
   ACK,
   CODE_EMPTY,
@@ -36,6 +35,7 @@ import {
   postTemplate,
   RST,
 } from './coap-codec.ts';
+import { prepareInWorker } from './load-worker.ts';
 import { nowMs } from './mqtt-codec.ts';
 
 export type CoapType = 'con' | 'non';
@@ -564,60 +564,7 @@ function summarize(type: CoapType, clients: Client[], timedOut: boolean): CoapLo
 
 // ---- worker thread ------------------------------------------------------------------------
 
-export type CoapWorkerRequest =
-  | { type: 'prepare'; opts: CoapLoadOptions }
-  | { type: 'go' }
-  | { type: 'abort' };
-export type CoapWorkerReply =
-  | { type: 'prepared' }
-  | { type: 'done'; result: CoapLoadResult }
-  | { type: 'error'; message: string };
-
-/** `prepareCoapLoad` in a worker thread: same contract, the generator gets its own event loop. */
+/** `prepareCoapLoad` in a worker thread (load-worker.ts): same contract, its own event loop. */
 export function prepareCoapLoadInWorker(opts: CoapLoadOptions): Promise<PreparedCoapLoad> {
-  const worker = new Worker(new URL('./coap-load-worker.ts', import.meta.url));
-  let settle: ((reply: CoapWorkerReply) => void) | null = null;
-  let exitError: Error | null = null;
-  const next = () =>
-    new Promise<CoapWorkerReply>((resolve) => {
-      if (exitError) resolve({ type: 'error', message: exitError.message });
-      else settle = resolve;
-    });
-  const deliver = (reply: CoapWorkerReply) => {
-    const s = settle;
-    settle = null;
-    s?.(reply);
-  };
-  worker.on('message', deliver);
-  worker.on('error', (err) => {
-    exitError = err;
-    deliver({ type: 'error', message: err.message });
-  });
-  worker.on('exit', (code) => {
-    exitError ??= new Error(`coap load worker exited (${code})`);
-    deliver({ type: 'error', message: exitError.message });
-  });
-  const stop = () => void worker.terminate();
-  const prepared = next();
-  worker.postMessage({ type: 'prepare', opts } satisfies CoapWorkerRequest);
-  return prepared.then((reply) => {
-    if (reply.type !== 'prepared') {
-      stop();
-      throw new Error(reply.type === 'error' ? reply.message : `unexpected ${reply.type}`);
-    }
-    return {
-      abort() {
-        worker.postMessage({ type: 'abort' } satisfies CoapWorkerRequest);
-        stop();
-      },
-      async go() {
-        const done = next();
-        worker.postMessage({ type: 'go' } satisfies CoapWorkerRequest);
-        const r = await done;
-        stop();
-        if (r.type !== 'done') throw new Error(r.type === 'error' ? r.message : `unexpected ${r.type}`);
-        return r.result;
-      },
-    };
-  });
+  return prepareInWorker(new URL('./coap-load-worker.ts', import.meta.url), opts, 'coap load');
 }

@@ -17,7 +17,13 @@ import { QUIET_MS } from './mqtt-run.ts';
 import { ProcSampler, SelfCpu, SystemCpu, stopChild, udpCounters } from './proc.ts';
 import { type Column, formatNumber, type ResultRow } from './report.ts';
 import type { ScenarioContext } from './scenario.ts';
-import { type EdgeferryTargetOptions, type MqttTarget, spawnBroker, startEdgeferry } from './targets.ts';
+import {
+  BASELINES_DIR,
+  type EdgeferryTargetOptions,
+  type MqttTarget,
+  spawnBroker,
+  startEdgeferry,
+} from './targets.ts';
 
 /** Where a CoAP load goes: the same shape as an MQTT target, `port` being the UDP port. */
 export type CoapTarget = MqttTarget;
@@ -63,8 +69,6 @@ export async function startEdgeferryCoap(opts: EdgeferryTargetOptions): Promise<
   });
   return { ...t, port };
 }
-
-const BASELINES_DIR = new URL('../baselines/', import.meta.url).pathname;
 
 /** The bare node-coap server in its own process: answers 2.04, keeps nothing, no consumer. */
 export async function startCoapBaseline(): Promise<CoapTarget> {

@@ -8,7 +8,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Worker } from 'node:worker_threads';
+import { prepareInWorker } from './load-worker.ts';
 import {
   CONNACK,
   connectPacket,
@@ -384,57 +384,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string, progress?: () =
 
 // ---- worker thread ------------------------------------------------------------------------
 
-export type WorkerRequest = { type: 'prepare'; opts: LoadOptions } | { type: 'go' } | { type: 'abort' };
-export type WorkerReply =
-  | { type: 'prepared' }
-  | { type: 'done'; result: LoadResult }
-  | { type: 'error'; message: string };
-
-/** `prepareLoad` in a worker thread: same contract, the generator gets its own event loop. */
+/** `prepareLoad` in a worker thread (load-worker.ts): same contract, its own event loop. */
 export function prepareLoadInWorker(opts: LoadOptions): Promise<PreparedLoad> {
-  const worker = new Worker(new URL('./mqtt-load-worker.ts', import.meta.url));
-  let settle: ((reply: WorkerReply) => void) | null = null;
-  let exitError: Error | null = null;
-  const next = () =>
-    new Promise<WorkerReply>((resolve) => {
-      if (exitError) resolve({ type: 'error', message: exitError.message });
-      else settle = resolve;
-    });
-  const deliver = (reply: WorkerReply) => {
-    const s = settle;
-    settle = null;
-    s?.(reply);
-  };
-  worker.on('message', deliver);
-  worker.on('error', (err) => {
-    exitError = err;
-    deliver({ type: 'error', message: err.message });
-  });
-  worker.on('exit', (code) => {
-    exitError ??= new Error(`load worker exited (${code})`);
-    deliver({ type: 'error', message: exitError.message });
-  });
-  const stop = () => void worker.terminate();
-  const prepared = next();
-  worker.postMessage({ type: 'prepare', opts } satisfies WorkerRequest);
-  return prepared.then((reply) => {
-    if (reply.type !== 'prepared') {
-      stop();
-      throw new Error(reply.type === 'error' ? reply.message : `unexpected ${reply.type}`);
-    }
-    return {
-      abort() {
-        worker.postMessage({ type: 'abort' } satisfies WorkerRequest);
-        stop();
-      },
-      async go() {
-        const done = next();
-        worker.postMessage({ type: 'go' } satisfies WorkerRequest);
-        const r = await done;
-        stop();
-        if (r.type !== 'done') throw new Error(r.type === 'error' ? r.message : `unexpected ${r.type}`);
-        return r.result;
-      },
-    };
-  });
+  return prepareInWorker(new URL('./mqtt-load-worker.ts', import.meta.url), opts, 'load');
 }

@@ -211,7 +211,7 @@ async function withSubscriber(
   };
 }
 
-const BASELINES_DIR = new URL('../baselines/', import.meta.url).pathname;
+export const BASELINES_DIR = new URL('../baselines/', import.meta.url).pathname;
 
 /** A bare aedes broker in its own process, one QoS 1 subscriber on `bench/#`. */
 export async function startAedes(): Promise<MqttTarget> {
