@@ -3,7 +3,6 @@
 // devices, everything on 127.0.0.1.
 
 import { readFileSync } from 'node:fs';
-import http2 from 'node:http2';
 import { createServer, connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,7 +10,6 @@ import { type ChannelCredentials, credentials, type ServiceError, status } from 
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GrpcIngestReceiver } from '../../bench/receivers/grpc-ingest-receiver.ts';
-import { loadService } from '../../src/api/grpc/proto.ts';
 import type { Logger } from '../../src/core/logger.ts';
 import { Journal } from '../../src/journal/journal.ts';
 import {
@@ -25,6 +23,7 @@ import {
 import { FaultProxy } from '../helpers/fault-proxy.ts';
 import { generatePki, type TestPki } from './certs.ts';
 import { type GatewayClient, gatewayClient, healthClient, type StreamedRecord } from './grpc-client.ts';
+import { type RawSub, rawSubscribe as rawSubscribeStream } from './in-process.ts';
 
 const daemons: DaemonHandle[] = [];
 const grpcClients: GatewayClient[] = [];
@@ -142,62 +141,9 @@ async function lastSeq(d: DaemonHandle): Promise<number> {
   return (await d.status()).journal.lastSeq;
 }
 
-const gatewayService = loadService('edgeferry/v1/gateway.proto', 'Gateway');
-
-interface RawSub {
-  records: StreamedRecord[];
-  /** Response bytes the client holds but has not read. */
-  buffered(): number;
-  /** Starts reading (and so granting HTTP/2 flow-control window). */
-  read(): void;
-  close(): void;
-}
-
-/**
- * Subscribe over a bare HTTP/2 stream that is paused before any data arrives, so it grants no
- * flow-control window until `read()`: the server can write only about one window (64 KiB) and
- * then has to wait. A paused grpc-js stream does not do this: grpc-js keeps draining the HTTP/2
- * stream into its own buffers, so the server sees a fast reader. Own connection, own window.
- */
+/** A bare HTTP/2 Subscribe stream (in-process.ts), closed after the test. */
 function rawSubscribe(port: number, req: object): RawSub {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
-  session.on('error', () => {});
-  const stream = session.request({
-    ':method': 'POST',
-    ':path': '/edgeferry.v1.Gateway/Subscribe',
-    'content-type': 'application/grpc',
-    te: 'trailers',
-  });
-  stream.on('error', () => {});
-  stream.pause();
-  const msg = gatewayService.Subscribe.requestSerialize(req);
-  const frame = Buffer.alloc(5 + msg.length);
-  frame.writeUInt32BE(msg.length, 1);
-  msg.copy(frame, 5);
-  stream.end(frame);
-  const records: StreamedRecord[] = [];
-  let pending: Buffer = Buffer.alloc(0);
-  const onData = (chunk: Buffer) => {
-    pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
-    // gRPC length-prefixed messages: 1 byte compressed flag, 4 bytes length.
-    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
-      const len = pending.readUInt32BE(1);
-      records.push(gatewayService.Subscribe.responseDeserialize(pending.subarray(5, 5 + len)));
-      pending = pending.subarray(5 + len);
-    }
-  };
-  const raw: RawSub = {
-    records,
-    buffered: () => stream.readableLength,
-    read() {
-      stream.on('data', onData);
-      stream.resume();
-    },
-    close() {
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-      session.destroy();
-    },
-  };
+  const raw = rawSubscribeStream(port, req);
   cleanups.push(() => raw.close());
   return raw;
 }
@@ -224,17 +170,17 @@ describe('Subscribe', () => {
     // The held client has less than half the replay's bytes (>= 2 000 x 205 B): the server could
     // not have written the rest, so these 200 commits landed while its replay was running.
     expect(held.buffered()).toBeLessThan(200_000);
-    expect(held.records).toHaveLength(0);
+    expect(held.messages).toHaveLength(0);
     held.read();
     // Keep publishing while the held stream replays and then goes live.
     for (let from = 2201; from <= 4000; from += 200) await publish(from, from + 199);
     // A sentinel: whatever a stream holds before it is everything it delivered up to 4000.
     await publish(4001, 4001);
     const reached = (records: StreamedRecord[]) => (records.at(-1)?.seq ?? 0) >= 4001;
-    await eventually(() => reached(held.records) && reached(fast.records), 'sentinel streamed');
+    await eventually(() => reached(held.messages) && reached(fast.records), 'sentinel streamed');
 
     for (const [name, records] of [
-      ['held', held.records],
+      ['held', held.messages],
       ['fast', fast.records],
     ] as const) {
       const seqs = records.map((r) => r.seq);
@@ -247,7 +193,7 @@ describe('Subscribe', () => {
     }
     expect(fast.error).toBeNull();
     const epoch = (await d.status()).journal.epoch;
-    expect(held.records[0]).toEqual(fast.records[0]);
+    expect(held.messages[0]).toEqual(fast.records[0]);
     expect(fast.records[0]).toMatchObject({
       id: `${epoch}-1`,
       topic: 'seam/t',
