@@ -8,6 +8,7 @@ import { grpcSinkConfig } from '../sinks/grpc/config.ts';
 import { httpSinkConfig } from '../sinks/http/config.ts';
 import { coapDevicesConfig } from '../sources/coap-observer/config.ts';
 import { coapServerConfigShape } from '../sources/coap-server/config.ts';
+import { modbusConfig } from '../sources/modbus/config.ts';
 import { mqttConfig } from '../sources/mqtt-broker/config.ts';
 import {
   bytes,
@@ -70,6 +71,8 @@ export const configSchema = z.preprocess(
       // gateway observes and sends commands to.
       coap: section({ ...coapServerConfigShape, devices: coapDevicesConfig }),
       mqtt: mqttConfig,
+      // Modbus TCP: PLCs polled through register maps, written through Gateway.Command.
+      modbus: modbusConfig,
       admin: section({
         enabled: z.boolean().default(true),
         host: nonEmpty().default('0.0.0.0'),
@@ -96,6 +99,19 @@ export const configSchema = z.preprocess(
       shutdown: section({ drainTimeoutMs: timerMs().prefault('10s') }),
       sinks,
     })
+    // Gateway.Command addresses a device by name alone, whatever its protocol.
+    .superRefine((c, ctx) => {
+      const coap = new Set(c.coap.devices.map((d) => d.name));
+      c.modbus.devices.forEach((d, i) => {
+        if (coap.has(d.name))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['modbus', 'devices', i, 'name'],
+            message: `duplicate device name ${describeValue(d.name)} (also a coap.devices name)`,
+            input: d.name,
+          });
+      });
+    })
     .prefault({}),
 );
 
@@ -106,4 +122,5 @@ export type HttpSinkConfig = Extract<SinkConfig, { type: 'http' }>;
 export type GrpcSinkConfig = Extract<SinkConfig, { type: 'grpc' }>;
 export type CoapConfig = Config['coap'];
 export type CoapDeviceConfig = CoapConfig['devices'][number];
+export type { ModbusConfig, ModbusDeviceConfig } from '../sources/modbus/config.ts';
 export type LogLevel = Config['log']['level'];
