@@ -1,10 +1,10 @@
+import { backoffDelay, type RetryPolicy } from '../core/backoff.ts';
 import { SinkAuthError, SinkSendError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { OutboundBatch, ReadBatch, Sink } from '../core/pipeline.ts';
 import { RecordFieldSpans, type StoredRecord } from '../core/record.ts';
 import { TopicRouter } from '../core/topic-filter.ts';
 import type { DeadLetter, Journal } from '../journal/journal.ts';
-import { backoffDelay, type RetryPolicy } from './backoff.ts';
 
 export interface DispatchOptions {
   routes: readonly string[];

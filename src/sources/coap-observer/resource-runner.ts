@@ -1,6 +1,7 @@
 // One observed or polled resource of one device: its own timers, state and backoff, so a
 // resource that fails never holds up another.
 
+import { backoffDelay } from '../../core/backoff.ts';
 import type { Logger } from '../../core/logger.ts';
 import {
   CODE_GET,
@@ -40,12 +41,6 @@ const DEFAULT_MAX_AGE_S = 60;
 // by less than 2^23 (mod 2^24), or if it came more than 128 s after the last one.
 const OBSERVE_WINDOW = 2 ** 23;
 const REORDER_S = 128;
-
-/** Exponential backoff with equal jitter (as src/dispatch/backoff.ts; a source must not import dispatch). */
-export function retryDelay(policy: { minMs: number; maxMs: number }, attempt: number): number {
-  const exp = Math.min(policy.maxMs, policy.minMs * 2 ** Math.min(attempt, 30));
-  return exp / 2 + Math.random() * (exp / 2);
-}
 
 export class ResourceRunner {
   readonly device: DeviceSpec;
@@ -196,7 +191,7 @@ export class ResourceRunner {
     if (this.stopped) return;
     this.errors++;
     this.lastError = err.message;
-    const delay = retryDelay(this.device.retry, this.attempt++);
+    const delay = backoffDelay(this.device.retry, this.attempt++);
     if (this.state !== 'retrying') {
       // One line per state change, never per attempt.
       this.log.warn(

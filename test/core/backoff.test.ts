@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from '../../src/dispatch/backoff.ts';
+import { backoffDelay } from '../../src/core/backoff.ts';
 
 const policy = { minMs: 100, maxMs: 2_000 };
 const half = () => 0.5;
