@@ -9,7 +9,7 @@ import type { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
 import type { Config } from './config/schema.ts';
 import { compactHeap } from './core/compact-heap.ts';
 import type { Logger } from './core/logger.ts';
-import type { CommandTarget, Sink, Source } from './core/pipeline.ts';
+import { CommandRouter, type Sink, type Source } from './core/pipeline.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
 import type { GatewayView } from './observability/gateway-view.ts';
@@ -148,8 +148,9 @@ export class Gateway {
       await coap.start();
       this.sources.push(coap);
     }
-    // The CoAP observer also carries Gateway.Command, so a device with no resources loads it too.
-    let commands: CommandTarget | null = null;
+    // Gateway.Command goes to the source that owns the device: the CoAP observer (also for a
+    // device with no resources) or the Modbus poller.
+    const commands = new CommandRouter();
     if (c.coap.devices.length > 0) {
       const { CoapObserverSource } = await import('./sources/coap-observer/coap-observer-source.ts');
       const observer = new CoapObserverSource(
@@ -159,7 +160,20 @@ export class Gateway {
       );
       await observer.start();
       this.sources.push(observer);
-      commands = observer;
+      commands.add(
+        c.coap.devices.map((d) => d.name),
+        observer,
+      );
+    }
+    if (c.modbus.devices.length > 0) {
+      const { ModbusPoller } = await import('./sources/modbus/modbus-poller.ts');
+      const modbus = new ModbusPoller(c.modbus, journal, this.log.child({ component: 'modbus' }));
+      await modbus.start();
+      this.sources.push(modbus);
+      commands.add(
+        c.modbus.devices.map((d) => d.name),
+        modbus,
+      );
     }
     this.grpc?.attach(journal, mqtt, commands);
     compactHeap();

@@ -93,8 +93,8 @@ export interface Downlink {
 }
 
 /**
- * A command to one southbound device (Gateway.Command): a CoAP PUT/POST to a resource path, and
- * later a Modbus register write. `target` is the resource path (CoAP) or register name (Modbus).
+ * A command to one southbound device (Gateway.Command): a CoAP PUT/POST to a resource path, or a
+ * Modbus register write. `target` is the resource path (CoAP) or register name (Modbus).
  */
 export interface CommandRequest {
   device: string;
@@ -115,8 +115,11 @@ export interface CommandResponse {
   contentType: string;
 }
 
-/** Why a command failed; the gRPC API maps not-found, invalid, deadline, unavailable to status codes. */
-export type CommandErrorKind = 'not-found' | 'invalid' | 'deadline' | 'unavailable';
+/**
+ * Why a command failed; the gRPC API maps each to a status code. `forbidden`: the target exists
+ * but the configuration does not allow writing it.
+ */
+export type CommandErrorKind = 'not-found' | 'invalid' | 'deadline' | 'unavailable' | 'forbidden';
 
 export class CommandError extends Error {
   readonly kind: CommandErrorKind;
@@ -133,4 +136,20 @@ export class CommandError extends Error {
  */
 export interface CommandTarget {
   command(req: CommandRequest, signal?: AbortSignal): Promise<CommandResponse>;
+}
+
+/** Gateway.Command for every southbound protocol: each device name goes to the source that owns it. */
+export class CommandRouter implements CommandTarget {
+  private readonly targets = new Map<string, CommandTarget>();
+
+  add(devices: Iterable<string>, target: CommandTarget): void {
+    for (const d of devices) this.targets.set(d, target);
+  }
+
+  command(req: CommandRequest, signal?: AbortSignal): Promise<CommandResponse> {
+    const target = this.targets.get(req.device);
+    if (!target)
+      return Promise.reject(new CommandError('not-found', `no device named ${JSON.stringify(req.device)}`));
+    return target.command(req, signal);
+  }
 }

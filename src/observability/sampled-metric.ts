@@ -1,7 +1,11 @@
 export interface Sample {
   labels: Record<string, string>;
   value: number;
+  /** A histogram's series (`<name>_bucket`, `_sum`, `_count`); the metric's name otherwise. */
+  metricName?: string;
 }
+
+export type SampledType = 'counter' | 'gauge' | 'histogram';
 
 /**
  * A Prometheus metric whose values are read from the components' plain counters at scrape time,
@@ -11,16 +15,11 @@ export interface Sample {
 export class SampledMetric {
   readonly name: string;
   readonly help: string;
-  readonly type: 'counter' | 'gauge';
+  readonly type: SampledType;
   readonly aggregator = 'sum';
   private readonly sample: () => Sample[] | Promise<Sample[]>;
 
-  constructor(
-    name: string,
-    help: string,
-    type: 'counter' | 'gauge',
-    sample: () => Sample[] | Promise<Sample[]>,
-  ) {
+  constructor(name: string, help: string, type: SampledType, sample: () => Sample[] | Promise<Sample[]>) {
     this.name = name;
     this.help = help;
     this.type = type;

@@ -3,7 +3,7 @@
 
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type GatewayClient, gatewayClient } from '../grpc/grpc-client.ts';
+import { sendCommand as command, gatewayClient } from '../grpc/grpc-client.ts';
 import {
   baseConfig,
   type DaemonHandle,
@@ -195,21 +195,6 @@ describe('CoAP observer', () => {
     await eventually(() => up.records.length > n + 3, 'the live device keeps delivering');
   });
 });
-
-function command(
-  client: GatewayClient,
-  req: object,
-  deadlineMs = 10_000,
-): Promise<{ code: string; payload: Buffer; contentType: string }> {
-  return new Promise((resolve, reject) =>
-    client.Command(
-      req,
-      { deadline: Date.now() + deadlineMs },
-      (err: Error | null, res: { code: string; payload: Buffer; contentType: string }) =>
-        err ? reject(err) : resolve(res),
-    ),
-  );
-}
 
 describe('Gateway.Command to CoAP devices', () => {
   it('sends PUT and POST with the payload and content format, and returns the device answer', async () => {

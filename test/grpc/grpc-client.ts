@@ -47,3 +47,18 @@ export function healthClient(
   const pkg = loadPackageDefinition(def) as any;
   return new pkg.grpc.health.v1.Health(target, creds);
 }
+
+export interface CommandReply {
+  code: string;
+  payload: Buffer;
+  contentType: string;
+}
+
+/** Gateway.Command; rejects with the gRPC error (`code`, `details`). */
+export function sendCommand(client: GatewayClient, req: object, deadlineMs = 10_000): Promise<CommandReply> {
+  return new Promise((resolve, reject) =>
+    client.Command(req, { deadline: Date.now() + deadlineMs }, (err: Error | null, res: CommandReply) =>
+      err ? reject(err) : resolve(res),
+    ),
+  );
+}

@@ -74,6 +74,7 @@ const COMMAND_STATUS: Record<CommandErrorKind, status> = {
   invalid: status.INVALID_ARGUMENT,
   deadline: status.DEADLINE_EXCEEDED,
   unavailable: status.UNAVAILABLE,
+  forbidden: status.PERMISSION_DENIED,
 };
 
 interface ConsumerMessage {
