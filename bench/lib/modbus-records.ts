@@ -1,0 +1,107 @@
+// The Modbus poller's records as they reach the HTTP receiver (diverted there by topic from the
+// MQTT load sharing the sink): counted per device and timed from the poll's start, the payload's
+// `ts`, to the arrival of the HTTP request carrying it. So the latency includes the journal, the
+// sink's batching (lingerMs) and the HTTP delivery, not only the poll.
+
+import { LatencyRecorder } from './consumer.ts';
+import type { DivertedRecords } from './http-receiver.ts';
+
+const PAYLOAD = Buffer.from('"payload":"');
+const DEVICE = Buffer.from('"device":"');
+
+interface PollPayload {
+  ts: number;
+  values: Record<string, number | boolean | string | null>;
+  quality?: Record<string, string>;
+}
+
+export class ModbusRecords implements DivertedRecords {
+  readonly topicPrefix: string;
+  /** Poll start (payload ts) -> arrival at the receiver, ms, on the wall clock of both. */
+  readonly latency = new LatencyRecorder();
+  records = 0;
+  /** Records with a `quality` section (some register failed). */
+  degraded = 0;
+  /** Values published as null. */
+  nullValues = 0;
+  /** Records whose values all equal the device's previous record's (the simulator moves them every read). */
+  unchanged = 0;
+  /** Lines without a readable JSON payload. */
+  unreadable = 0;
+  /** Records out of ts order within a device. */
+  outOfOrder = 0;
+  /** Wall-clock ms of the reset and of the first and last arrival since. */
+  resetAt = Date.now();
+  firstAt = 0;
+  lastAt = 0;
+  readonly perDevice = new Map<string, number>();
+  private readonly previous = new Map<string, { ts: number; first: string }>();
+
+  constructor(topicPrefix: string) {
+    this.topicPrefix = topicPrefix;
+  }
+
+  reset(): void {
+    this.latency.reset();
+    this.records = 0;
+    this.degraded = 0;
+    this.nullValues = 0;
+    this.unchanged = 0;
+    this.unreadable = 0;
+    this.outOfOrder = 0;
+    this.resetAt = Date.now();
+    this.firstAt = 0;
+    this.lastAt = 0;
+    this.perDevice.clear();
+  }
+
+  line(line: Buffer): void {
+    // The daemon stamps ts with Date.now(): the same clock here, not the load's performance clock.
+    const at = Date.now();
+    const doc = readPayload(line);
+    if (!doc || typeof doc.ts !== 'number') {
+      this.unreadable++;
+      return;
+    }
+    this.latency.record(at - doc.ts);
+    if (this.records === 0) this.firstAt = at;
+    this.records++;
+    this.lastAt = at;
+    if (doc.quality) this.degraded++;
+    const values = doc.values ? Object.values(doc.values) : [];
+    for (const v of values) if (v === null) this.nullValues++;
+    const device = stringField(line, DEVICE) ?? '?';
+    this.perDevice.set(device, (this.perDevice.get(device) ?? 0) + 1);
+    const first = JSON.stringify(values);
+    const prev = this.previous.get(device);
+    if (prev) {
+      if (doc.ts < prev.ts) this.outOfOrder++;
+      if (prev.first === first) this.unchanged++;
+    }
+    this.previous.set(device, { ts: doc.ts, first });
+  }
+
+  /** Records per second between the reset and `until` (wall-clock ms). */
+  rate(until = Date.now()): number {
+    return this.records / ((until - this.resetAt) / 1000);
+  }
+}
+
+function stringField(line: Buffer, name: Buffer): string | null {
+  const p = line.indexOf(name);
+  if (p < 0) return null;
+  const from = p + name.length;
+  const to = line.indexOf(0x22, from);
+  return to < 0 ? null : line.toString('utf8', from, to);
+}
+
+/** The payload of an NDJSON line (base64, the HTTP sink's default encoding) as JSON. */
+function readPayload(line: Buffer): PollPayload | null {
+  const b64 = stringField(line, PAYLOAD);
+  if (b64 === null) return null;
+  try {
+    return JSON.parse(Buffer.from(b64, 'base64').toString('utf8')) as PollPayload;
+  } catch {
+    return null;
+  }
+}
