@@ -1,7 +1,9 @@
 // The Modbus poller's records as they reach the HTTP receiver (diverted there by topic from the
 // MQTT load sharing the sink): counted per device and timed from the poll's start, the payload's
 // `ts`, to the arrival of the HTTP request carrying it. So the latency includes the journal, the
-// sink's batching (lingerMs) and the HTTP delivery, not only the poll.
+// sink's batching (lingerMs) and the HTTP delivery, not only the poll. A line is only queued with
+// its arrival time while the receiver handles the request, and parsed after it has answered, so
+// the checks here never delay the sink's next batch.
 
 import { LatencyRecorder } from './consumer.ts';
 import type { DivertedRecords } from './http-receiver.ts';
@@ -36,6 +38,8 @@ export class ModbusRecords implements DivertedRecords {
   lastAt = 0;
   readonly perDevice = new Map<string, number>();
   private readonly previous = new Map<string, { ts: number; first: string }>();
+  private queue: { line: Buffer; at: number }[] = [];
+  private scheduled = false;
 
   constructor(topicPrefix: string) {
     this.topicPrefix = topicPrefix;
@@ -53,11 +57,28 @@ export class ModbusRecords implements DivertedRecords {
     this.firstAt = 0;
     this.lastAt = 0;
     this.perDevice.clear();
+    this.queue = [];
   }
 
   line(line: Buffer): void {
     // The daemon stamps ts with Date.now(): the same clock here, not the load's performance clock.
-    const at = Date.now();
+    // The view keeps the request body alive until parsed, a few ms.
+    this.queue.push({ line, at: Date.now() });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.drain());
+    }
+  }
+
+  /** Parses what arrived; call before reading the figures (the scenario does, after its run). */
+  drain(): void {
+    this.scheduled = false;
+    const q = this.queue;
+    this.queue = [];
+    for (const { line, at } of q) this.parse(line, at);
+  }
+
+  private parse(line: Buffer, at: number): void {
     const doc = readPayload(line);
     if (!doc || typeof doc.ts !== 'number') {
       this.unreadable++;

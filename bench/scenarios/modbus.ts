@@ -44,6 +44,8 @@ const COLUMNS: Column[] = [
   { key: 'pollMax', label: 'poll->rec max ms', digits: 1 },
   { key: 'skipped', label: 'skipped', digits: 0 },
   { key: 'failures', label: 'failures', digits: 0 },
+  { key: 'loopP99', label: 'loop delay p99 ms', digits: 1, ratio: true },
+  { key: 'loopMax', label: 'loop delay max ms', digits: 1, ratio: true },
   { key: 'peakRssMb', label: 'peak RSS MB', digits: 1, ratio: true },
   { key: 'cpuPct', label: 'CPU %', digits: 0, ratio: true },
   { key: 'simCpuPct', label: 'sim CPU %', digits: 0 },
@@ -123,6 +125,32 @@ interface ModbusTarget {
   /** The poller's life totals once settled, and at the window's start (the first `inspect`). */
   settled: Record<string, number> | null;
   beforeWindow: Record<string, number> | null;
+  /** The daemon's event-loop delay from /metrics at the last `inspect` (prom-client resets it on every read). */
+  loop: LoopLag | null;
+}
+
+interface LoopLag {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/**
+ * The daemon's event-loop delay (prom-client's monitorEventLoopDelay, 10 ms resolution) since
+ * the previous /metrics read, ms; null when not exported.
+ */
+async function loopLag(target: MqttTarget): Promise<LoopLag | null> {
+  const res = await target.admin!('/metrics');
+  if (res.status !== 200) return null;
+  const read = (name: string) => {
+    const m = new RegExp(
+      `^edgeferry_nodejs_eventloop_lag_${name}_seconds(?:\\{[^}]*\\})? ([0-9.e+-]+)`,
+      'm',
+    ).exec(res.body);
+    return m ? Number(m[1]) * 1000 : Number.NaN;
+  };
+  const lag = { p50: read('p50'), p99: read('p99'), max: read('max') };
+  return Number.isNaN(lag.p99) ? null : lag;
 }
 
 /**
@@ -171,14 +199,16 @@ async function startTarget(env: BenchEnv, devices: Record<string, unknown>[]): P
     records,
     settled,
     beforeWindow: null,
+    loop: null,
     target: {
       ...target,
       // The journal's counters plus the poller's, and the wall clock, so a run's diff gives the
       // window: polls, skipped, failures and records made in it.
       async inspect() {
-        const [base, s] = await Promise.all([inspect(), modbusStatus(target)]);
+        const [base, s, loop] = await Promise.all([inspect(), modbusStatus(target), loopLag(target)]);
         const t = totals(s);
         out.beforeWindow ??= t;
+        out.loop = loop;
         return { ...base, ...t, wallMs: Date.now() };
       },
     },
@@ -216,6 +246,7 @@ async function runOne(
     const readAt = Date.now();
     const simWin = simSampler.end();
     const rec = t.records;
+    rec.drain();
     const c = run.counters;
     const windowS = c.wallMs / 1000;
     const status = devices.length > 0 ? await modbusStatus(t.target) : null;
@@ -230,6 +261,8 @@ async function runOne(
       skipped: modbus ? c.modbusSkipped : null,
       failures: modbus ? c.modbusFailures : null,
       simCpuPct: modbus ? simWin.cpuPct : null,
+      loopP99: t.loop?.p99 ?? null,
+      loopMax: t.loop?.max ?? null,
       modbusRecords: rec.records,
       modbusDegraded: rec.degraded,
       modbusNullValues: rec.nullValues,
@@ -419,7 +452,7 @@ export const modbus: Scenario = {
     notes.push(
       "poll->rec = payload ts (poll start, the daemon's Date.now()) -> arrival of the HTTP batch at the receiver (Date.now()): " +
         'poll, journal commit, sink batch (lingerMs 5) and HTTP delivery; polls/s, skipped and failures from /v1/status over the MQTT window; ' +
-        'sim CPU = the PLC simulator process (also in other CPU %)',
+        "sim CPU = the PLC simulator process (also in other CPU %); loop delay = the daemon's event-loop delay over the MQTT window (prom-client, /metrics, 10 ms resolution)",
     );
     if (env.edgeferryOverrides)
       notes.push(`edgeferry config overrides: ${JSON.stringify(env.edgeferryOverrides)}`);
