@@ -61,6 +61,8 @@ interface DeviceStatus {
   records?: number;
   refused?: number;
   failures: Record<string, number>;
+  /** Poll durations: counts per bucket (not cumulative), upper bounds in seconds, the last bucket above all. */
+  duration?: { counts: number[]; buckets: number[] };
   lastError?: string | null;
 }
 
@@ -91,6 +93,13 @@ function totals(s: ModbusStatus | null): Record<string, number> {
   for (const d of s?.devices ?? []) {
     t.modbusPolls += d.polls;
     t.modbusSkipped += d.skipped;
+    const dur = d.duration;
+    if (dur && Array.isArray(dur.counts) && Array.isArray(dur.buckets)) {
+      dur.counts.forEach((n, i) => {
+        const key = `modbusDuration.${i < dur.buckets.length ? dur.buckets[i] * 1000 : 'inf'}`;
+        t[key] = (t[key] ?? 0) + n;
+      });
+    }
     for (const [kind, n] of Object.entries(d.failures ?? {})) {
       t.modbusFailures += n;
       t[`modbusFailures.${kind}`] = (t[`modbusFailures.${kind}`] ?? 0) + n;
@@ -420,6 +429,20 @@ export const modbus: Scenario = {
           `refused ${formatNumber(life.modbusRefused, 0)}, failures ${formatNumber(life.modbusFailures, 0)}${kinds.length ? ` (${kinds.join(', ')})` : ''}` +
           (b.lastErrors.length ? `; last errors: ${b.lastErrors.slice(0, 3).join('; ')}` : ''),
       );
+    }
+    const bc = (b.row.detail?.counters ?? {}) as Record<string, number>;
+    const buckets = Object.entries(bc).filter(([k]) => k.startsWith('modbusDuration.'));
+    const polled = buckets.reduce((n, [, v]) => n + v, 0);
+    if (polled > 0) {
+      let cum = 0;
+      const parts: string[] = [];
+      for (const [k, v] of buckets) {
+        cum += v;
+        const bound = k.slice('modbusDuration.'.length);
+        parts.push(bound === 'inf' ? `above: ${v}` : `<= ${bound} ms ${((cum * 100) / polled).toFixed(2)} %`);
+        if (cum === polled) break;
+      }
+      notes.push(`poll durations in the window (the poller's histogram, cumulative): ${parts.join(', ')}`);
     }
     for (const [name, r] of chosen) {
       const c = (r.row.detail?.counters ?? {}) as Record<string, number>;
