@@ -233,6 +233,8 @@ interface Round {
   skippedPhases: { startup: number; warmup: number; window: number; after: number } | null;
   perDevice: number[];
   lastErrors: string[];
+  /** The simulator over the run (warm-up included): requests answered per PLC, exceptions, connections open at the end. */
+  sim: { served: number[]; exceptions: number; open: number; seconds: number } | null;
 }
 
 async function runOne(
@@ -248,12 +250,21 @@ async function runOne(
   try {
     t = await startTarget(ctx.env, devices);
     const simSampler = sim.sampler();
+    const sim0 = await sim.stats();
+    const simT0 = Date.now();
     simSampler.begin();
     const run = await measureMqtt(t.target, spec, (m) =>
       ctx.log(ctx.env.rounds > 1 ? `[round ${round}] ${m}` : m),
     );
     const readAt = Date.now();
     const simWin = simSampler.end();
+    const sim1 = await sim.stats();
+    const simRun = {
+      served: sim1.served.map((n, d) => n - (sim0.served[d] ?? 0)),
+      exceptions: sim1.exceptions - sim0.exceptions,
+      open: sim1.open,
+      seconds: (Date.now() - simT0) / 1000,
+    };
     const rec = t.records;
     rec.drain();
     const c = run.counters;
@@ -290,7 +301,7 @@ async function runOne(
           after: life.modbusSkipped - before - c.modbusSkipped,
         }
       : null;
-    row.detail = { ...row.detail, modbusLife: life, skippedPhases, simWindow: simWin };
+    row.detail = { ...row.detail, modbusLife: life, skippedPhases, simWindow: simWin, sim: simRun };
     const m = row.metrics;
     ctx.log(
       `${tag}: MQTT p99 ${formatNumber(m.p99, 2)} ms` +
@@ -303,6 +314,7 @@ async function runOne(
       row,
       life,
       skippedPhases,
+      sim: modbus ? simRun : null,
       perDevice: [...rec.perDevice.values()],
       lastErrors: (status?.devices ?? []).flatMap((d) => (d.lastError ? [`${d.name}: ${d.lastError}`] : [])),
     };
@@ -315,6 +327,7 @@ async function runOne(
       skippedPhases: null,
       perDevice: [],
       lastErrors: [],
+      sim: null,
     };
   } finally {
     await t?.target.stop().catch((err: Error) => ctx.log(`${name} stop failed: ${err.message}`));
@@ -424,6 +437,14 @@ export const modbus: Scenario = {
           `null values ${m.modbusNullValues}, values unchanged since the device's previous record ${m.modbusUnchanged}, ` +
           `out of order ${m.modbusOutOfOrder}, unreadable ${m.modbusUnreadable}`,
       );
+      if (b.sim) {
+        const served = b.sim.served.reduce((x, y) => x + y, 0);
+        notes.push(
+          `simulator over the run (warm-up included): ${formatNumber(served, 0)} FC 3 requests answered ` +
+            `(${formatNumber(served / b.sim.seconds, 0)}/s, ${formatNumber(Math.min(...b.sim.served), 0)}-${formatNumber(Math.max(...b.sim.served), 0)} per PLC), ` +
+            `exceptions ${b.sim.exceptions}, connections open ${b.sim.open}`,
+        );
+      }
       notes.push(
         `poller over the daemon's life: ${formatNumber(life.modbusPolls, 0)} polls, ${formatNumber(life.modbusRecords, 0)} records, ` +
           `refused ${formatNumber(life.modbusRefused, 0)}, failures ${formatNumber(life.modbusFailures, 0)}${kinds.length ? ` (${kinds.join(', ')})` : ''}` +
