@@ -66,6 +66,14 @@ export interface BenchEnv {
   coapMaxRetransmit: number;
   /** `coap`: a NON without a response frees its window slot after this long, ms (BENCH_COAP_NON_WAIT_MS). */
   coapNonWaitMs: number;
+  /** `modbus`: simulated PLCs (BENCH_MODBUS_DEVICES). */
+  modbusDevices: number;
+  /** `modbus`: uint16 holding registers per PLC, addresses 0..n-1, one request per poll up to 125 (BENCH_MODBUS_REGISTERS). */
+  modbusRegisters: number;
+  /** `modbus`: poll interval of every PLC, ms (BENCH_MODBUS_INTERVAL_MS). */
+  modbusIntervalMs: number;
+  /** `modbus`: the poller's request timeout, ms (BENCH_MODBUS_TIMEOUT_MS). */
+  modbusTimeoutMs: number;
 }
 
 function jsonObject(name: string): Record<string, unknown> | null {
@@ -134,5 +142,9 @@ export function readEnv(): BenchEnv {
     coapAckTimeoutMs: int('BENCH_COAP_ACK_TIMEOUT_MS', 2000, 1, 60_000),
     coapMaxRetransmit: int('BENCH_COAP_MAX_RETRANSMIT', 4, 0, 20),
     coapNonWaitMs: int('BENCH_COAP_NON_WAIT_MS', 100, 1, 60_000),
+    modbusDevices: int('BENCH_MODBUS_DEVICES', 100, 1, 1000),
+    modbusRegisters: int('BENCH_MODBUS_REGISTERS', 100, 1, 1000),
+    modbusIntervalMs: int('BENCH_MODBUS_INTERVAL_MS', 100, 10, 3_600_000),
+    modbusTimeoutMs: int('BENCH_MODBUS_TIMEOUT_MS', 1000, 1, 60_000),
   };
 }

@@ -15,6 +15,7 @@ import { nowMs } from './mqtt-codec.ts';
 
 const SEQ = Buffer.from('"seq":');
 const PAYLOAD = Buffer.from('"payload":"');
+const TOPIC = Buffer.from('"topic":"');
 /** 12 base64 characters decode to 9 bytes: the 8-byte timestamp and one more. */
 const TS_B64_CHARS = 12;
 
@@ -26,6 +27,21 @@ export interface BenchReceiverOptions {
   trackUnique?: boolean;
   /** Called for every record with a readable send time (absolute ms) and its arrival time. */
   onRecord?: (sentAt: number, at: number) => void;
+  /**
+   * Records of other sources sharing the sink (e.g. Modbus polls beside the MQTT load): lines
+   * whose topic starts with `divert.topicPrefix` go to `divert.line` and are not counted, checked
+   * or timed here. Without it every line is the load's.
+   */
+  divert?: DivertedRecords;
+}
+
+/** Where a receiver hands the NDJSON lines of the topics it diverts. */
+export interface DivertedRecords {
+  readonly topicPrefix: string;
+  /** One NDJSON line (no newline); `at` = arrival (nowMs) of its request. */
+  line(line: Buffer, at: number): void;
+  /** With the receiver's reset (after a warm-up). */
+  reset(): void;
 }
 
 /** A bitset over seqs that grows as needed. */
@@ -63,16 +79,22 @@ export class BenchReceiver implements Consumer {
   redelivered = 0;
   /** Requests answered 503 while down in '503' mode. */
   refusedRequests = 0;
+  /** Lines handed to `divert` since the last reset. */
+  diverted = 0;
   readonly latency = new LatencyRecorder();
   private lastSeq = 0;
   private server: Server | null = null;
   private down: OutageMode | null = null;
   private readonly seqs: SeqSet | null;
   private readonly onRecord: ((sentAt: number, at: number) => void) | null;
+  private readonly divert: DivertedRecords | null;
+  private readonly divertPrefix: Buffer;
 
   constructor(opts: BenchReceiverOptions = {}) {
     this.seqs = opts.trackUnique ? new SeqSet() : null;
     this.onRecord = opts.onRecord ?? null;
+    this.divert = opts.divert ?? null;
+    this.divertPrefix = Buffer.from(opts.divert?.topicPrefix ?? '');
   }
 
   /** Listens on `port` (0: any free one, the first time). */
@@ -126,7 +148,9 @@ export class BenchReceiver implements Consumer {
     this.unique = 0;
     this.redelivered = 0;
     this.refusedRequests = 0;
+    this.diverted = 0;
     this.latency.reset();
+    this.divert?.reset();
   }
 
   async close(): Promise<void> {
@@ -161,7 +185,10 @@ export class BenchReceiver implements Consumer {
     while (lineStart < body.length) {
       let lineEnd = body.indexOf(10, lineStart);
       if (lineEnd < 0) lineEnd = body.length;
-      if (lineEnd > lineStart) {
+      if (lineEnd > lineStart && this.divert && this.diverts(body, lineStart, lineEnd)) {
+        this.diverted++;
+        this.divert.line(body.subarray(lineStart, lineEnd), at);
+      } else if (lineEnd > lineStart) {
         n++;
         const s = body.indexOf(SEQ, lineStart);
         if (s >= 0 && s < lineEnd) {
@@ -196,5 +223,14 @@ export class BenchReceiver implements Consumer {
     if (this.received === 0) this.firstAt = at;
     this.received += n;
     this.lastAt = at;
+  }
+
+  /** Does the line's topic start with the diverted prefix? */
+  private diverts(body: Buffer, lineStart: number, lineEnd: number): boolean {
+    const t = body.indexOf(TOPIC, lineStart);
+    if (t < 0 || t >= lineEnd) return false;
+    const from = t + TOPIC.length;
+    const to = from + this.divertPrefix.length;
+    return to <= lineEnd && body.compare(this.divertPrefix, 0, this.divertPrefix.length, from, to) === 0;
   }
 }

@@ -11,7 +11,7 @@ import type { Consumer } from './consumer.ts';
 import { type DaemonOptions, startDaemon } from './daemon.ts';
 import type { BenchEnv } from './env.ts';
 import { GrpcConsumer } from './grpc-consumer.ts';
-import { BenchReceiver } from './http-receiver.ts';
+import { BenchReceiver, type BenchReceiverOptions } from './http-receiver.ts';
 import { MqttSubscriber } from './mqtt-sub.ts';
 import { freePort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
 
@@ -30,6 +30,8 @@ export interface MqttTarget {
   output(): string;
   /** Internal counters worth comparing before and after a run (edgeferry: journal, batches). */
   inspect?(): Promise<Record<string, number>>;
+  /** edgeferry: GET an admin path, e.g. '/v1/status'. */
+  admin?(path: string): Promise<{ status: number; body: string }>;
   stop(): Promise<void>;
 }
 
@@ -43,11 +45,13 @@ export interface EdgeferryTargetOptions {
   daemon?: Partial<DaemonOptions>;
   /** Applies BENCH_CPU_PROF and BENCH_EDGEFERRY_CONFIG. */
   env?: BenchEnv;
+  /** `startEdgeferry`: options of its HTTP receiver (e.g. `divert` for another source's records). */
+  receiver?: BenchReceiverOptions;
 }
 
 /** edgeferry with one HTTP sink posting to a `BenchReceiver` in this process. */
 export async function startEdgeferry(opts: EdgeferryTargetOptions): Promise<MqttTarget> {
-  const receiver = new BenchReceiver();
+  const receiver = new BenchReceiver(opts.receiver);
   await receiver.start();
   return edgeferryTarget(
     'edgeferry',
@@ -98,6 +102,7 @@ async function edgeferryTarget(
       consumer,
       sampler: daemon.sampler,
       output: daemon.output,
+      admin: daemon.admin,
       async inspect() {
         const status = JSON.parse((await daemon.admin('/v1/status')).body) as {
           journal: { lastSeq: number; counters: { appended: number; committedBatches: number } };

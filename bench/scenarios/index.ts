@@ -1,11 +1,12 @@
 // Every scenario the runner knows, in the order `npm run bench` runs the default ones. Later
-// scenarios (modbus) are added here.
+// scenarios are added here.
 
 import type { Scenario } from '../lib/scenario.ts';
 import { backlog1m } from './backlog-1m.ts';
 import { coap } from './coap.ts';
 import { grpcSink } from './grpc-sink.ts';
 import { loadgenCeiling } from './loadgen-ceiling.ts';
+import { modbus } from './modbus.ts';
 import { mqttQos0 } from './mqtt-qos0.ts';
 import { mqttQos1, mqttQos1Single } from './mqtt-qos1.ts';
 import { mqttQos1Paced } from './mqtt-qos1-paced.ts';
@@ -21,4 +22,5 @@ export const scenarios: Scenario[] = [
   outageDrain,
   backlog1m,
   coap,
+  modbus,
 ];
