@@ -130,6 +130,7 @@ describe('defaults', () => {
         maxPayloadBytes: 64 * 1024,
         devices: [],
       },
+      modbus: { retry: { minMs: 100, maxMs: 30_000 }, devices: [] },
       mqtt: {
         enabled: true,
         host: '0.0.0.0',
