@@ -95,6 +95,17 @@ function fillExample(p: TestPlc, unitId = 1): void {
   m.coil[0] = 1;
 }
 
+/** The example PLC polled every 100 ms. */
+const press1 = (p: TestPlc, extra: object = {}) => ({
+  name: 'press-1',
+  host: '127.0.0.1',
+  port: p.port,
+  intervalMs: 100,
+  topic: 'plc/press-1',
+  registers: EXAMPLE,
+  ...extra,
+});
+
 const fast = { retry: { minMs: '50ms', maxMs: '200ms' } };
 
 describe('Modbus poller', () => {
@@ -102,21 +113,7 @@ describe('Modbus poller', () => {
     const p = await plc();
     fillExample(p);
     const up = await receiver();
-    const d = await daemon(
-      {
-        devices: [
-          {
-            name: 'press-1',
-            host: '127.0.0.1',
-            port: p.port,
-            intervalMs: 100,
-            topic: 'plc/press-1',
-            registers: EXAMPLE,
-          },
-        ],
-      },
-      up.url,
-    );
+    const d = await daemon({ devices: [press1(p)] }, up.url);
     await eventually(() => of(up, 'press-1').length >= 3, 'three polls delivered');
     const r = of(up, 'press-1')[0];
     expect(r).toMatchObject({ source: 'modbus', topic: 'plc/press-1', contentType: 'application/json' });
@@ -178,17 +175,7 @@ describe('Modbus poller', () => {
     const d = await daemon(
       {
         ...fast,
-        devices: [
-          {
-            name: 'press-1',
-            host: '127.0.0.1',
-            port: p.port,
-            intervalMs: 100,
-            timeoutMs: 250,
-            topic: 'plc/press-1',
-            registers: EXAMPLE,
-          },
-        ],
+        devices: [press1(p, { timeoutMs: 250 })],
       },
       up.url,
     );
@@ -238,16 +225,7 @@ describe('Modbus poller', () => {
     const d = await daemon(
       {
         ...fast,
-        devices: [
-          {
-            name: 'press-1',
-            host: '127.0.0.1',
-            port: p.port,
-            intervalMs: 100,
-            topic: 'plc/press-1',
-            registers: EXAMPLE,
-          },
-        ],
+        devices: [press1(p)],
       },
       up.url,
     );
@@ -321,21 +299,7 @@ describe('Modbus poller', () => {
     const p = await plc();
     p.exception = 2;
     const up = await receiver();
-    const d = await daemon(
-      {
-        devices: [
-          {
-            name: 'press-1',
-            host: '127.0.0.1',
-            port: p.port,
-            intervalMs: 100,
-            topic: 'plc/press-1',
-            registers: EXAMPLE,
-          },
-        ],
-      },
-      up.url,
-    );
+    const d = await daemon({ devices: [press1(p)] }, up.url);
     await eventually(() => of(up, 'press-1').length >= 2, 'records');
     // Other areas are still read after one area's exception: each read gets its own answer.
     expect(body(of(up, 'press-1')[0]).quality).toEqual({
@@ -410,12 +374,8 @@ describe('Gateway.Command to Modbus devices', () => {
     const d = await daemon(
       {
         devices: [
-          {
-            name: 'press-1',
-            host: '127.0.0.1',
-            port: p.port,
+          press1(p, {
             intervalMs: 1000,
-            topic: 'plc/press-1',
             registers: [
               ...EXAMPLE,
               {
@@ -429,7 +389,7 @@ describe('Gateway.Command to Modbus devices', () => {
               { name: 'pump', area: 'coil', address: 3, writable: true },
               { name: 'label', area: 'holding', address: 30, type: 'string', length: 4, writable: true },
             ],
-          },
+          }),
         ],
       },
       null,
