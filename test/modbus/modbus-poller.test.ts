@@ -126,19 +126,13 @@ describe('Modbus poller', () => {
     expect(b.units).toEqual({ temperature: 'C', pressure: 'bar' });
     expect(b.quality).toBeUndefined();
     expect(Math.abs(b.ts - r.ts)).toBeLessThan(60_000);
-    // One read per area per poll (FC3, FC4, FC1), not one per register.
     const s = await device(d, 'press-1');
-    const polls = p.requests.length / 3;
-    expect(p.requestsOf(3).length).toBe(polls);
-    expect(p.requestsOf(4).length).toBe(polls);
-    expect(p.requestsOf(1).length).toBe(polls);
+    // One read per area per poll (FC3, FC4, FC1), not one per register.
+    expect(p.requests.slice(0, 9).map((r) => r.fc)).toEqual([3, 4, 1, 3, 4, 1, 3, 4, 1]);
     expect(p.requestsOf(3)[0]).toEqual({ unitId: 1, fc: 3, address: 0, count: 5 });
     expect(s.polls).toBeGreaterThanOrEqual(3);
-    expect(s).toMatchObject({
-      connected: true,
-      skipped: 0,
-      failures: { timeout: 0, exception: 0, disconnected: 0 },
-    });
+    // Not `skipped: 0`: that depends on the machine's load (a late event loop skips polls).
+    expect(s).toMatchObject({ connected: true, failures: { timeout: 0, exception: 0, disconnected: 0 } });
     const metrics = await d.metrics();
     expect(metrics).toMatch(/edgeferry_modbus_polls_total\{device="press-1"\} [1-9]/);
     expect(metrics).toMatch(/edgeferry_modbus_values_published_total\{device="press-1"\} [1-9]/);
