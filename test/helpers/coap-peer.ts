@@ -189,7 +189,7 @@ export class CoapPeer {
         let tries = 0;
         const attempt = () => {
           if (this.down) return;
-          this.socket.send(bytes);
+          this.send(bytes);
           if (tries++ < this.maxRetransmit) {
             p.timer = setTimeout(attempt, timeout);
             timeout *= 2;
@@ -205,7 +205,7 @@ export class CoapPeer {
       } else {
         const key = token.toString('hex');
         this.byToken.set(key, p);
-        this.socket.send(bytes);
+        this.send(bytes);
         p.timer = setTimeout(() => {
           this.byToken.delete(key);
           resolve(null);
@@ -216,7 +216,16 @@ export class CoapPeer {
 
   /** Sends bytes as they are. */
   sendRaw(bytes: Buffer): void {
-    this.socket.send(bytes);
+    this.send(bytes);
+  }
+
+  // The kernel reports an ICMP port unreachable once, to whichever call on the socket comes
+  // next. When that is a send, Node hands the ECONNREFUSED only to a send callback (none: it is
+  // dropped), and the peer would wait out its whole retransmission chain instead.
+  private send(bytes: Buffer): void {
+    this.socket.send(bytes, (err) => {
+      if ((err as NodeJS.ErrnoException | null)?.code === 'ECONNREFUSED') this.linkDown();
+    });
   }
 
   private onMessage(buf: Buffer): void {
