@@ -128,3 +128,16 @@ export function itWithPeer(
     it.skip(`${title} (skipped: ${tool.debPackage} not installed)`, fn);
   }
 }
+
+export const MOSQUITTO_BROKER = '/usr/sbin/mosquitto';
+
+/** The mosquitto broker itself (Debian `mosquitto`), at its Debian path or on PATH. */
+export function mosquittoBroker(): PeerTool {
+  const p = findExecutable(MOSQUITTO_BROKER) ?? findExecutable('mosquitto');
+  return {
+    what: 'mosquitto',
+    debPackage: 'mosquitto',
+    paths: p ? { mosquitto: p } : {},
+    available: p !== null,
+  };
+}
