@@ -22,9 +22,10 @@ export interface PollDuration {
 
 type Failures = Record<ModbusRequestError['kind'], number>;
 
-interface Sent {
-  value: ModbusValue | null;
-  quality: string | undefined;
+/** A decoded value as JSON: numbers are finite here (non-finite ones became null). */
+function jsonValue(v: ModbusValue | null): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  return String(v);
 }
 
 function onAppended(err: Error | null, _seq: number, poller: DevicePoller): void {
@@ -50,7 +51,14 @@ export class DevicePoller {
   };
   private readonly blocks: ReadBlock[];
   private readonly attributes: Record<string, string>;
-  private readonly units: Record<string, string> | undefined;
+  private readonly registers: readonly ModbusRegisterConfig[];
+  /** `"name":` per register, in register-map order. */
+  private readonly keys: string[];
+  /** `,"units":{...}` or "". */
+  private readonly unitsJson: string;
+  /** This poll's values and quality flags, by register index (one poll runs at a time). */
+  private readonly values: (ModbusValue | null)[];
+  private readonly quality: (string | undefined)[];
   private readonly appender: RecordAppender;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | null = null;
@@ -59,7 +67,9 @@ export class DevicePoller {
   private stopped = false;
   private failing = false;
   /** Report-by-exception: what the last record said of each register, and polls since a full one. */
-  private readonly sent = new Map<string, Sent>();
+  private readonly sentValue: (ModbusValue | null)[];
+  private readonly sentQuality: (string | undefined)[];
+  private readonly sentKnown: boolean[];
   private sinceFull = Number.POSITIVE_INFINITY;
 
   constructor(cfg: ModbusDeviceConfig, connection: ModbusConnection, appender: RecordAppender, log: Logger) {
@@ -69,9 +79,19 @@ export class DevicePoller {
     this.log = log;
     this.blocks = planReads(cfg.registers, cfg.maxGap);
     this.attributes = { unitId: String(cfg.unitId), ranges: describeRanges(this.blocks) };
+    this.registers = cfg.registers;
+    this.keys = cfg.registers.map((r) => `${JSON.stringify(r.name)}:`);
     const withUnits = cfg.registers.filter((r) => r.unit !== undefined);
-    this.units =
-      withUnits.length > 0 ? Object.fromEntries(withUnits.map((r) => [r.name, r.unit as string])) : undefined;
+    this.unitsJson =
+      withUnits.length > 0
+        ? `,"units":${JSON.stringify(Object.fromEntries(withUnits.map((r) => [r.name, r.unit as string])))}`
+        : '';
+    const n = cfg.registers.length;
+    this.values = new Array(n).fill(null);
+    this.quality = new Array(n).fill(undefined);
+    this.sentValue = new Array(n).fill(null);
+    this.sentQuality = new Array(n).fill(undefined);
+    this.sentKnown = new Array(n).fill(false);
   }
 
   /** Requests one poll takes (for status and tests). */
@@ -118,8 +138,9 @@ export class DevicePoller {
     const ts = Date.now();
     const t0 = performance.now();
     this.polls++;
-    const values = new Map<string, ModbusValue | null>();
-    const quality = new Map<string, string>();
+    const { values, quality } = this;
+    let requestFailed = false;
+    let nonFinite = false;
     // After a timeout or a lost connection, the rest of this poll is not sent: it would only wait
     // out more timeouts and hold the connection from the other devices on it.
     let giveUp: string | null = null;
@@ -140,21 +161,26 @@ export class DevicePoller {
           if (reason === 'timeout' || reason === 'disconnected' || reason === 'protocol') giveUp = reason;
         }
       }
-      for (const { reg, at } of block.registers) {
+      const bits = isBitArea(block.area);
+      for (const { reg, at, index } of block.registers) {
         if (data === null) {
-          values.set(reg.name, null);
-          quality.set(reg.name, reason as string);
+          values[index] = null;
+          quality[index] = reason as string;
+          requestFailed = true;
           continue;
         }
-        const v = isBitArea(block.area) ? data[at] === true : decodeRegister(reg, data as number[], at);
+        const v = bits ? data[at] === true : decodeRegister(reg, data as number[], at);
         if (typeof v === 'number' && !Number.isFinite(v)) {
-          values.set(reg.name, null);
-          quality.set(reg.name, 'non-finite');
-        } else values.set(reg.name, v);
+          values[index] = null;
+          quality[index] = 'non-finite';
+          nonFinite = true;
+        } else {
+          values[index] = v;
+          quality[index] = undefined;
+        }
       }
     }
     if (this.stopped) return;
-    const requestFailed = [...quality.values()].some((q) => q !== 'non-finite');
     if (!requestFailed) this.lastGoodPollAt = ts;
     if (requestFailed !== this.failing) {
       this.failing = requestFailed;
@@ -163,7 +189,7 @@ export class DevicePoller {
       else this.log.info({ device: this.cfg.name }, 'modbus polls good again');
     }
     this.observeDuration((performance.now() - t0) / 1000);
-    this.emit(ts, values, quality);
+    this.emit(ts, requestFailed || nonFinite);
   }
 
   /** Counts a failed request and says what its registers' quality becomes. */
@@ -185,35 +211,46 @@ export class DevicePoller {
     d.count++;
   }
 
-  private emit(ts: number, values: Map<string, ModbusValue | null>, quality: Map<string, string>): void {
+  /**
+   * The record's JSON is assembled from precomputed key fragments rather than an object through
+   * JSON.stringify: at 1000 polls/s of 100 registers that object building was the poller's
+   * largest cost on the event loop. Keys keep the register map's order.
+   */
+  private emit(ts: number, anyQuality: boolean): void {
     const rbe = this.cfg.reportByException;
     let full = true;
     if (rbe) {
       full = ++this.sinceFull >= rbe.fullEvery;
       if (full) this.sinceFull = 0;
     }
-    const outValues: Record<string, ModbusValue | null> = {};
-    const outQuality: Record<string, string> = {};
+    const { values, quality, keys, registers } = this;
+    let json = '';
+    let qualityJson = '';
     let n = 0;
-    for (const reg of this.cfg.registers) {
-      const value = values.get(reg.name) ?? null;
-      const q = quality.get(reg.name);
-      if (!full && !this.moved(reg, value, q)) continue;
-      if (rbe) this.sent.set(reg.name, { value, quality: q });
-      outValues[reg.name] = value;
-      if (q !== undefined) outQuality[reg.name] = q;
+    for (let i = 0; i < registers.length; i++) {
+      const value = values[i];
+      const q = quality[i];
+      if (rbe) {
+        if (!full && !this.moved(i, value, q)) continue;
+        this.sentValue[i] = value;
+        this.sentQuality[i] = q;
+        this.sentKnown[i] = true;
+      }
+      json += (n === 0 ? keys[i] : `,${keys[i]}`) + jsonValue(value);
+      if (q !== undefined) qualityJson += (qualityJson === '' ? keys[i] : `,${keys[i]}`) + JSON.stringify(q);
       n++;
     }
     if (n === 0) return;
-    const body: Record<string, unknown> = { ts, values: outValues };
-    if (quality.size > 0 && Object.keys(outQuality).length > 0) body.quality = outQuality;
-    if (this.units) body.units = this.units;
+    let body = `{"ts":${ts},"values":{${json}}`;
+    if (anyQuality && qualityJson !== '') body += `,"quality":{${qualityJson}}`;
+    body += this.unitsJson;
+    body += '}';
     const rec: RecordInput = {
       ts,
       source: 'modbus',
       device: this.cfg.name,
       topic: this.cfg.topic,
-      payload: Buffer.from(JSON.stringify(body)),
+      payload: Buffer.from(body),
       contentType: 'application/json',
       attributes: rbe ? { ...this.attributes, snapshot: full ? 'full' : 'changes' } : this.attributes,
     };
@@ -222,13 +259,13 @@ export class DevicePoller {
     this.appender.append(rec, onAppended, this);
   }
 
-  /** Report-by-exception: did this register change enough since the last record carried it? */
-  private moved(reg: ModbusRegisterConfig, value: ModbusValue | null, q: string | undefined): boolean {
-    const last = this.sent.get(reg.name);
-    if (last === undefined || last.quality !== q) return true;
-    if (typeof value === 'number' && typeof last.value === 'number')
-      return Math.abs(value - last.value) > (reg.deadband ?? 0);
-    return value !== last.value;
+  /** Report-by-exception: did register `i` change enough since the last record carried it? */
+  private moved(i: number, value: ModbusValue | null, q: string | undefined): boolean {
+    if (!this.sentKnown[i] || this.sentQuality[i] !== q) return true;
+    const last = this.sentValue[i];
+    if (typeof value === 'number' && typeof last === 'number')
+      return Math.abs(value - last) > (this.registers[i].deadband ?? 0);
+    return value !== last;
   }
 
   status() {

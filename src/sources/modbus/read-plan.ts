@@ -13,6 +13,8 @@ export interface PlannedRegister {
   reg: ModbusRegisterConfig;
   /** Index of its first word (or bit) in the block's result. */
   at: number;
+  /** Its position in the register map (the order of the record's values). */
+  index: number;
 }
 
 /** One request: `count` registers (or bits) of `area` from `address`. */
@@ -32,9 +34,12 @@ export function planReads(registers: readonly ModbusRegisterConfig[], maxGap: nu
     const bits = isBitArea(area);
     const limit = bits ? MAX_READ_BITS : MAX_READ_REGISTERS;
     const gap = bits ? maxGap * 16 : maxGap;
-    const inArea = registers.filter((r) => r.area === area).sort((a, b) => a.address - b.address);
+    const inArea = registers
+      .map((reg, index) => ({ reg, index }))
+      .filter(({ reg }) => reg.area === area)
+      .sort((a, b) => a.reg.address - b.reg.address);
     let block: ReadBlock | null = null;
-    for (const reg of inArea) {
+    for (const { reg, index } of inArea) {
       const size = bits ? 1 : registerCount(reg.type, reg.length);
       const end = reg.address + size; // exclusive
       if (
@@ -47,7 +52,7 @@ export function planReads(registers: readonly ModbusRegisterConfig[], maxGap: nu
         block = { area, address: reg.address, count: size, registers: [] };
         blocks.push(block);
       }
-      block.registers.push({ reg, at: reg.address - block.address });
+      block.registers.push({ reg, at: reg.address - block.address, index });
     }
   }
   return blocks;

@@ -59,8 +59,10 @@ export function decodeRegister(reg: ModbusRegisterConfig, words: ArrayLike<numbe
     }
     case 'int16':
     case 'uint16': {
-      const b = canonicalBytes(reg, words, at, 1);
-      return scaled(reg, reg.type === 'int16' ? b.readInt16BE(0) : b.readUInt16BE(0));
+      // One word: no buffer needed (the most common type, decoded 100 000 times a second in the bench).
+      let w = words[at] & 0xffff;
+      if (reg.byteOrder === 'little') w = ((w & 0xff) << 8) | (w >> 8);
+      return scaled(reg, reg.type === 'int16' && w >= 0x8000 ? w - 0x10000 : w);
     }
     case 'int32':
       return scaled(reg, canonicalBytes(reg, words, at, 2).readInt32BE(0));
