@@ -17,12 +17,11 @@ import { type Column, formatNumber, type ResultRow } from '../lib/report.ts';
 import type { Scenario, ScenarioContext } from '../lib/scenario.ts';
 import { type MqttTarget, startEdgeferry } from '../lib/targets.ts';
 import { QOS1_SINK_BATCH } from './mqtt-qos1.ts';
+import { pacedQos1Spec } from './mqtt-qos1-paced.ts';
 
 /** The issue's targets. */
 const POLL_P99_TARGET_MS = 50;
 const MQTT_P99_TARGET_MS = 25;
-/** As `mqtt-qos1-paced`: the pace, not the window, sets the rate. */
-const PACED_INFLIGHT = 1000;
 const TOPIC_PREFIX = 'plc/';
 /** Before measuring, every device connected and at least this many polls made. */
 const SETTLE_POLLS = 10;
@@ -348,17 +347,7 @@ export const modbus: Scenario = {
   default: true,
   async run(ctx) {
     const env = ctx.env;
-    const perPublisher = env.rate / env.publishers;
-    const spec: MqttRunSpec = {
-      publishers: env.publishers,
-      messages: Math.max(1, Math.round(perPublisher * env.pacedSeconds)),
-      qos: 1,
-      inflight: PACED_INFLIGHT,
-      payloadBytes: env.payloadBytes,
-      warmup: env.warmup,
-      timeoutMs: Math.max(env.timeoutMs, env.pacedSeconds * 1000 + 60_000),
-      rate: perPublisher,
-    };
+    const spec = pacedQos1Spec(env);
     const sim = await startModbusSim({ devices: env.modbusDevices, registers: env.modbusRegisters });
     ctx.log(
       `simulator pid ${sim.pid}: ${env.modbusDevices} PLCs x ${env.modbusRegisters} registers on ports ${Math.min(...sim.ports)}..${Math.max(...sim.ports)} (127.0.0.1)`,
@@ -502,7 +491,7 @@ export const modbus: Scenario = {
       `ratios beside the "${BASELINE}" row: with Modbus / without (b/a). ` +
         `${env.modbusDevices} PLCs x ${env.modbusRegisters} uint16 holding registers every ${env.modbusIntervalMs} ms ` +
         `(request timeout ${env.modbusTimeoutMs} ms), topics ${TOPIC_PREFIX}dev-NN, one HTTP sink for both sources; ` +
-        `MQTT ${env.publishers} x ${formatNumber(spec.messages, 0)} messages at ${formatNumber(perPublisher, 0)} msg/s each, ${PACED_INFLIGHT} in flight`,
+        `MQTT ${env.publishers} x ${formatNumber(spec.messages, 0)} messages at ${formatNumber(spec.rate ?? 0, 0)} msg/s each, ${spec.inflight} in flight`,
     );
     notes.push(
       "poll->rec = payload ts (poll start, the daemon's Date.now()) -> arrival of the HTTP batch at the receiver (Date.now()): " +

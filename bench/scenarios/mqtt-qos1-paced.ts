@@ -6,6 +6,7 @@
 // schedule anyway (window full, or its own loop late), which would hide latency.
 
 import { compareTargets } from '../lib/compare.ts';
+import type { BenchEnv } from '../lib/env.ts';
 import type { MqttRunSpec } from '../lib/mqtt-run.ts';
 import { type Column, formatNumber } from '../lib/report.ts';
 import type { Scenario } from '../lib/scenario.ts';
@@ -30,6 +31,21 @@ const COLUMNS: Column[] = [
   { key: 'otherCpuPct', label: 'other CPU %', digits: 0 },
 ];
 
+/** The paced QoS 1 load: BENCH_RATE over the publishers for BENCH_PACED_SECONDS (also under `modbus`). */
+export function pacedQos1Spec(env: BenchEnv): MqttRunSpec {
+  const perPublisher = env.rate / env.publishers;
+  return {
+    publishers: env.publishers,
+    messages: Math.max(1, Math.round(perPublisher * env.pacedSeconds)),
+    qos: 1,
+    inflight: PACED_INFLIGHT,
+    payloadBytes: env.payloadBytes,
+    warmup: env.warmup,
+    timeoutMs: Math.max(env.timeoutMs, env.pacedSeconds * 1000 + 60_000),
+    rate: perPublisher,
+  };
+}
+
 export const mqttQos1Paced: Scenario = {
   name: 'mqtt-qos1-paced',
   description:
@@ -37,17 +53,7 @@ export const mqttQos1Paced: Scenario = {
   default: true,
   async run(ctx) {
     const env = ctx.env;
-    const perPublisher = env.rate / env.publishers;
-    const spec: MqttRunSpec = {
-      publishers: env.publishers,
-      messages: Math.max(1, Math.round(perPublisher * env.pacedSeconds)),
-      qos: 1,
-      inflight: PACED_INFLIGHT,
-      payloadBytes: env.payloadBytes,
-      warmup: env.warmup,
-      timeoutMs: Math.max(env.timeoutMs, env.pacedSeconds * 1000 + 60_000),
-      rate: perPublisher,
-    };
+    const spec = pacedQos1Spec(env);
     const { rows, notes } = await compareTargets(
       ctx,
       spec,
@@ -63,7 +69,7 @@ export const mqttQos1Paced: Scenario = {
       );
     }
     notes.push(
-      `${env.publishers} x ${formatNumber(spec.messages, 0)} messages at ${formatNumber(perPublisher, 0)} msg/s each, ` +
+      `${env.publishers} x ${formatNumber(spec.messages, 0)} messages at ${formatNumber(spec.rate ?? 0, 0)} msg/s each, ` +
         `${PACED_INFLIGHT} in flight per connection; gen lag = worst delay of a publisher behind its schedule`,
     );
     if (env.edgeferryOverrides)
