@@ -1,0 +1,218 @@
+// The MQTT client source against a real mosquitto: everything published is journaled, nothing is
+// acknowledged before its commit (the broker redelivers what was not), a refused append leads to
+// a redelivery, a saturated journal stops the reading, and the loop rule.
+
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterEach, describe, expect } from 'vitest';
+import type { MqttClientSource } from '../../src/sources/mqtt-client/mqtt-client-source.ts';
+import { eventually } from '../helpers/daemon.ts';
+import { type MosquittoBroker, startMosquitto } from '../helpers/mosquitto-broker.ts';
+import { itWithPeer, mosquittoBroker } from '../interop/peer-tools.ts';
+import { JournalKit } from '../journal/journal-kit.ts';
+import {
+  clientSource,
+  HoldingAppender,
+  journalRecords,
+  payloadsOf,
+  publishAll,
+  publisher,
+} from './client-kit.ts';
+
+// mosquitto drops QoS 1 messages for a subscriber past max_queued_messages (default 1000) and
+// sends a 3.1.1 client at most max_inflight_messages (default 20) unacknowledged.
+const ROOMY = ['max_queued_messages 0', 'max_inflight_messages 1000'];
+
+const range = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+describe('mqtt client source', () => {
+  let broker: MosquittoBroker | null = null;
+  const sources: MqttClientSource[] = [];
+  const clients: MqttClient[] = [];
+  let kit: JournalKit | null = null;
+
+  afterEach(async () => {
+    for (const s of sources.splice(0)) await s.stop();
+    for (const c of clients.splice(0)) await c.endAsync(true);
+    await kit?.cleanup();
+    kit = null;
+    await broker?.close();
+    broker = null;
+  });
+
+  async function pub(url: string, opts = {}): Promise<MqttClient> {
+    const c = await publisher(url, opts);
+    clients.push(c);
+    return c;
+  }
+
+  itWithPeer(
+    mosquittoBroker(),
+    'journals 10 000 QoS 1 messages published to mosquitto, exactly the set sent',
+    async () => {
+      broker = await startMosquitto({ extraConfig: ROOMY });
+      kit = new JournalKit();
+      const journal = await kit.open();
+      const source = clientSource(journal, broker.url);
+      sources.push(source);
+      await source.start();
+      await eventually(() => source.counters.state === 'connected', 'source connected');
+      // The SUBACK is not observable from outside: a probe message proves the subscription.
+      const p = await pub(broker.url);
+      await eventually(async () => {
+        await p.publishAsync('site/probe', 'probe', { qos: 1 });
+        return source.counters.received > 0;
+      }, 'subscription active');
+      const sent = range(10_000, 'm');
+      await publishAll(p, (i) => `site/dev${i % 7}/t`, sent, 1);
+      await eventually(
+        () => journal.lastCommittedSeq >= source.counters.received && source.counters.received >= 10_001,
+        'all journaled',
+        60_000,
+      );
+      const recs = (await journalRecords(journal)).filter((r) => r.topic !== 'site/probe');
+      expect(new Set(payloadsOf(recs))).toEqual(new Set(sent));
+      expect(recs[0]).toMatchObject({
+        source: 'mqtt-client',
+        device: 'site-broker',
+        attributes: { broker: `127.0.0.1:${broker.port}`, qos: '1' },
+      });
+      expect(source.counters.refused).toBe(0);
+    },
+    90_000,
+  );
+
+  itWithPeer(
+    mosquittoBroker(),
+    'acknowledges nothing before the commit: mosquitto redelivers the uncommitted QoS 1 and 2 messages to the same clientId',
+    async () => {
+      broker = await startMosquitto({ extraConfig: ROOMY });
+      const appender = new HoldingAppender();
+      const source = clientSource(appender, broker.url, { qos: 2 });
+      await source.start();
+      await eventually(() => source.counters.state === 'connected', 'source connected');
+      const p = await pub(broker.url);
+      await eventually(async () => {
+        await p.publishAsync('site/probe', 'probe', { qos: 1 });
+        return appender.appended.length > 0;
+      }, 'subscription active');
+      await publishAll(p, (i) => `site/q${i % 2 === 0 ? 1 : 2}`, range(20, 'held'), 1);
+      await publishAll(p, () => 'site/q2', range(10, 'held2'), 2);
+      await eventually(() => appender.appended.length >= 31, 'all appended (not committed)');
+      // Never committed: stop() gives up waiting and disconnects with the acks unsent.
+      await source.stop();
+      // The session's messages come right after the CONNACK: listen before connecting.
+      const again = mqtt.connect(broker.url, { clientId: 'edge-1', clean: false, reconnectPeriod: 0 });
+      clients.push(again);
+      const redelivered: string[] = [];
+      again.on('message', (_t, payload) => redelivered.push(payload.toString()));
+      await eventually(() => redelivered.length >= 31, 'redelivered by mosquitto', 15_000).catch((err) => {
+        throw new Error(`${err.message}: got ${redelivered.length}: ${redelivered.join(' ')}`);
+      });
+      const uniq = new Set(redelivered);
+      for (const x of [...range(20, 'held'), ...range(10, 'held2')]) expect(uniq.has(x)).toBe(true);
+    },
+    60_000,
+  );
+
+  itWithPeer(
+    mosquittoBroker(),
+    'a refused append disconnects unacknowledged; after the backoff the broker redelivers and nothing is lost',
+    async () => {
+      broker = await startMosquitto({ extraConfig: ROOMY });
+      kit = new JournalKit();
+      const journal = await kit.open();
+      let refusals = 3;
+      const appender = {
+        get saturated() {
+          return journal.saturated;
+        },
+        whenUnsaturated: (cb: () => void) => journal.whenUnsaturated(cb),
+        append: ((rec, cb, state) => {
+          if (rec.payload.toString().startsWith('r-') && refusals > 0) {
+            refusals--;
+            setImmediate(() => cb?.(new Error('journal full'), 0, state));
+            return;
+          }
+          journal.append(rec, cb, state);
+        }) as typeof journal.append,
+      };
+      const source = clientSource(appender, broker.url);
+      sources.push(source);
+      await source.start();
+      await eventually(() => source.counters.state === 'connected', 'source connected');
+      const p = await pub(broker.url);
+      await eventually(async () => {
+        await p.publishAsync('site/probe', 'probe', { qos: 1 });
+        return source.counters.received > 0;
+      }, 'subscription active');
+      const sent = range(200, 'r');
+      await publishAll(p, () => 'site/r', sent, 1);
+      await eventually(async () => {
+        const got = new Set(payloadsOf(await journalRecords(journal)));
+        return sent.every((s) => got.has(s));
+      }, 'every message journaled despite the refusals');
+      expect(source.counters.refused).toBeGreaterThanOrEqual(1);
+      expect(source.counters.reconnects).toBeGreaterThanOrEqual(1);
+    },
+    60_000,
+  );
+
+  itWithPeer(
+    mosquittoBroker(),
+    'a saturated journal stops the reading; intake resumes when it drains, nothing lost',
+    async () => {
+      broker = await startMosquitto({ extraConfig: ROOMY });
+      const appender = new HoldingAppender();
+      const source = clientSource(appender, broker.url);
+      sources.push(source);
+      await source.start();
+      await eventually(() => source.counters.state === 'connected', 'source connected');
+      appender.saturated = true;
+      const p = await pub(broker.url);
+      await publishAll(p, () => 'site/bp', range(50, 'bp'), 1);
+      await eventually(() => appender.appended.length >= 1, 'first message read');
+      // Held: one message read, then the pump waits for whenUnsaturated.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(appender.appended.length).toBe(1);
+      expect(source.counters.pauses).toBe(1);
+      appender.unsaturate();
+      await eventually(() => appender.appended.length >= 50, 'the rest read after the journal drained');
+      appender.release();
+      expect(new Set(payloadsOf(appender.appended))).toEqual(new Set(range(50, 'bp')));
+    },
+    30_000,
+  );
+
+  itWithPeer(
+    mosquittoBroker(),
+    'loop rule: drops (acks, counts) messages stamped with our node id and those under ignoreTopicPrefixes',
+    async () => {
+      broker = await startMosquitto({ extraConfig: ROOMY });
+      const appender = new HoldingAppender();
+      const source = clientSource(
+        appender,
+        broker.url,
+        { protocolVersion: 5 },
+        { ignoreTopicPrefixes: ['site/edge/test-node/'] },
+      );
+      sources.push(source);
+      await source.start();
+      await eventually(() => source.counters.state === 'connected', 'source connected');
+      const p = await pub(broker.url, { protocolVersion: 5 });
+      const own = { qos: 1 as const, properties: { userProperties: { 'edgeferry-node': 'test-node' } } };
+      const other = { qos: 1 as const, properties: { userProperties: { 'edgeferry-node': 'other-node' } } };
+      await eventually(async () => {
+        await p.publishAsync('site/probe', 'probe', { qos: 1 });
+        return appender.appended.length > 0;
+      }, 'subscription active');
+      await p.publishAsync('site/a', 'own', own);
+      await p.publishAsync('site/edge/test-node/x', 'prefixed', { qos: 1 });
+      await p.publishAsync('site/b', 'foreign', other);
+      await eventually(() => appender.appended.some((r) => r.payload.toString() === 'foreign'), 'foreign in');
+      appender.release();
+      expect(payloadsOf(appender.appended)).toEqual(['probe', 'foreign']);
+      expect(source.counters.loopDropped).toBe(2);
+    },
+    30_000,
+  );
+});
