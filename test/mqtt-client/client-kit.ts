@@ -95,7 +95,7 @@ export class HoldingAppender implements RecordAppender {
 
   release(): void {
     const held = this.held.splice(0);
-    held.forEach((h, i) => h.cb?.(null, i + 1, h.state));
+    for (let i = 0; i < held.length; i++) held[i].cb?.(null, i + 1, held[i].state);
   }
 }
 
