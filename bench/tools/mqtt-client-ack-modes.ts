@@ -115,12 +115,16 @@ async function run(mode: Mode, inflightLimit: string): Promise<number> {
 }
 
 installExitHandlers();
-console.log(`${publishers} QoS 1 publishers x ${messages} messages x 200 B, 100 in flight each, via mosquitto`);
+console.log(
+  `${publishers} QoS 1 publishers x ${messages} messages x 200 B, 100 in flight each, via mosquitto`,
+);
 console.log('mode     mosquitto max_inflight_messages   intake msg/s');
 for (const limit of ['0', '20']) {
   for (const mode of ['naive', 'window'] as Mode[]) {
     const rate = await run(mode, limit);
-    console.log(`${mode.padEnd(8)} ${(limit === '0' ? '0 (unlimited)' : limit).padEnd(33)} ${rate.toFixed(0)}`);
+    console.log(
+      `${mode.padEnd(8)} ${(limit === '0' ? '0 (unlimited)' : limit).padEnd(33)} ${rate.toFixed(0)}`,
+    );
   }
 }
 process.exit(0);
