@@ -127,6 +127,34 @@ describe('mqtt client source', () => {
 
   itWithPeer(
     mosquittoBroker(),
+    'after the commit every QoS 1 and 2 message is acknowledged: the same clientId reconnecting gets nothing again',
+    async () => {
+      broker = await startMosquitto({ extraConfig: ROOMY });
+      kit = new JournalKit();
+      const journal = await kit.open();
+      const { source, p } = await subscribed(journal, { qos: 2 });
+      await publishAll(p, () => 'site/one', range(300, 'one'), 1);
+      await publishAll(p, () => 'site/two', range(300, 'two'), 2);
+      await eventually(() => source.counters.received >= 601, 'all received');
+      await eventually(() => journal.lastCommittedSeq >= 601, 'all committed');
+      const recs = await journalRecords(journal);
+      expect(recs.filter((r) => r.attributes.qos === '2').length).toBe(300);
+      await source.stop();
+      // Anything unacknowledged is resent right after the CONNACK, before a message published later.
+      const again = mqtt.connect(broker.url, { clientId: 'edge-1', clean: false, reconnectPeriod: 0 });
+      clients.push(again);
+      const got: string[] = [];
+      again.on('message', (_t, payload) => got.push(payload.toString()));
+      await new Promise((r) => again.once('connect', r));
+      await p.publishAsync('site/marker', 'marker', { qos: 1 });
+      await eventually(() => got.includes('marker'), 'marker delivered');
+      expect(got).toEqual(['marker']);
+    },
+    60_000,
+  );
+
+  itWithPeer(
+    mosquittoBroker(),
     'a refused append disconnects unacknowledged; after the backoff the broker redelivers and nothing is lost',
     async () => {
       broker = await startMosquitto({ extraConfig: ROOMY });

@@ -52,6 +52,17 @@ interface ClientInternals {
   _writePacket(packet: { cmd: string; messageId: number }): void;
 }
 
+/** A file the config names, read at start-up; the error names the field. */
+function readConfigured(field: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(
+      `mqttClient.${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? err})`,
+    );
+  }
+}
+
 type AckCallback = (err: Error | null, code?: number) => void;
 
 /** One connection attempt: its client and the acks it owes. */
@@ -124,7 +135,11 @@ export class MqttClientSource implements Source {
   /** Reads the credential files and begins connecting; resolves at once (the broker may be down). */
   async start(): Promise<void> {
     const o = this.opts;
-    const password = o.passwordFile ? readFileSync(o.passwordFile, 'utf8').replace(/\r?\n$/, '') : o.password;
+    const password = o.passwordFile
+      ? readConfigured('passwordFile', o.passwordFile)
+          .toString('utf8')
+          .replace(/\r?\n$/, '')
+      : o.password;
     this.clientOptions = {
       clientId: o.clientId,
       clean: false,
@@ -135,9 +150,9 @@ export class MqttClientSource implements Source {
       manualConnect: true,
       username: o.username,
       password,
-      ca: o.tls?.caFile ? readFileSync(o.tls.caFile) : undefined,
-      cert: o.tls?.certFile ? readFileSync(o.tls.certFile) : undefined,
-      key: o.tls?.keyFile ? readFileSync(o.tls.keyFile) : undefined,
+      ca: o.tls?.caFile ? readConfigured('tls.caFile', o.tls.caFile) : undefined,
+      cert: o.tls?.certFile ? readConfigured('tls.certFile', o.tls.certFile) : undefined,
+      key: o.tls?.keyFile ? readConfigured('tls.keyFile', o.tls.keyFile) : undefined,
       rejectUnauthorized: o.tls?.rejectUnauthorized ?? true,
       properties:
         o.protocolVersion === 5
