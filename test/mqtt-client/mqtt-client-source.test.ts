@@ -2,6 +2,9 @@
 // acknowledged before its commit (the broker redelivers what was not), a refused append leads to
 // a redelivery, a saturated journal stops the reading, and the loop rule.
 
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect } from 'vitest';
 import type { RecordAppender } from '../../src/core/pipeline.ts';
@@ -9,6 +12,7 @@ import type {
   MqttClientSource,
   MqttClientSourceOptions,
 } from '../../src/sources/mqtt-client/mqtt-client-source.ts';
+import { generatePki } from '../grpc/certs.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { type MosquittoBroker, startMosquitto } from '../helpers/mosquitto-broker.ts';
 import { itWithPeer, mosquittoBroker } from '../interop/peer-tools.ts';
@@ -212,6 +216,54 @@ describe('mqtt client source', () => {
       appender.release();
       const bp = payloadsOf(appender.appended).filter((x) => x.startsWith('bp-'));
       expect(new Set(bp)).toEqual(new Set(range(50, 'bp')));
+    },
+    30_000,
+  );
+
+  itWithPeer(
+    mosquittoBroker(),
+    'mqtts with a client certificate: journals from a mosquitto that requires one; a certificate of another CA is refused and reported',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'edgeferry-mqtt-pki-'));
+      try {
+        const pki = generatePki(dir);
+        // mosquitto started as root reads them as the mosquitto user.
+        chmodSync(dir, 0o755);
+        for (const f of readdirSync(dir)) chmodSync(join(dir, f), 0o644);
+        broker = await startMosquitto({
+          extraConfig: [
+            `cafile ${pki.caFile}`,
+            `certfile ${pki.serverCertFile}`,
+            `keyfile ${pki.serverKeyFile}`,
+            'require_certificate true',
+          ],
+        });
+        const url = `mqtts://127.0.0.1:${broker.port}`;
+        const tls = { caFile: pki.caFile, certFile: pki.clientCertFile, keyFile: pki.clientKeyFile };
+        const appender = new HoldingAppender();
+        const source = clientSource(appender, url, { tls });
+        sources.push(source);
+        await source.start();
+        await eventually(() => source.counters.state === 'connected', 'connected over TLS');
+        const p = await pub(url, { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey });
+        await eventually(async () => {
+          await p.publishAsync('site/tls', 'over-tls', { qos: 1 });
+          return appender.appended.length > 0;
+        }, 'journaled over TLS');
+        expect(appender.appended[0].attributes?.broker).toBe(`127.0.0.1:${broker.port}`);
+
+        const stranger = clientSource(appender, url, {
+          clientId: 'edge-2',
+          tls: { caFile: pki.caFile, certFile: pki.otherClientCertFile, keyFile: pki.otherClientKeyFile },
+        });
+        sources.push(stranger);
+        await stranger.start();
+        await eventually(() => stranger.counters.reconnects >= 2, 'refused and retried');
+        expect(stranger.counters.connects).toBe(0);
+        expect(stranger.counters.lastError).not.toBeNull();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
     30_000,
   );
