@@ -10,7 +10,7 @@ import { compareStarters } from '../lib/compare.ts';
 import type { Daemon } from '../lib/daemon.ts';
 import { startDaemon } from '../lib/daemon.ts';
 import { BenchReceiver } from '../lib/http-receiver.ts';
-import { MQTT_COLUMNS, type MqttRunSpec } from '../lib/mqtt-run.ts';
+import { MQTT_COLUMNS, qos1Spec } from '../lib/mqtt-run.ts';
 import { stopChild } from '../lib/proc.ts';
 import type { Scenario } from '../lib/scenario.ts';
 import { BASELINE_FILTER, type MqttTarget, spawnMosquitto, startMosquitto } from '../lib/targets.ts';
@@ -78,15 +78,7 @@ export const mqttClient: Scenario = {
   default: false,
   async run(ctx) {
     const env = ctx.env;
-    const spec: MqttRunSpec = {
-      publishers: env.publishers,
-      messages: env.messages,
-      qos: 1,
-      inflight: env.inflight,
-      payloadBytes: env.payloadBytes,
-      warmup: env.warmup,
-      timeoutMs: env.timeoutMs,
-    };
+    const spec = qos1Spec(env);
     const { rows, notes } = await compareStarters(
       ctx,
       spec,

@@ -72,9 +72,9 @@ export const mqttClientConfig = section({
     .default(1),
   keepaliveSeconds: integer(1, 65535).default(30),
   connectTimeoutMs: timerMs(100).prefault('10s'),
-  // Messages received and not yet acknowledged (waiting for their commit). MQTT 5 tells the
-  // broker (Receive Maximum); on 3.1.1 the broker's own limit applies (mosquitto:
-  // max_inflight_messages, default 20) and this one only stops reading past it.
+  // Messages received and not yet acknowledged (waiting for their commit). MQTT 5 sends it as
+  // our Receive Maximum [MQTT-3.3.4-7]; on 3.1.1 only the broker's own limit holds the broker back
+  // (mosquitto: max_inflight_messages, default 20) and this one stops reading past it.
   maxInFlight: integer(1, 65535).default(1000),
   retry,
 }).superRefine((c, ctx) => {
