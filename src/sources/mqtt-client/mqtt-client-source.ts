@@ -71,6 +71,9 @@ interface Link {
   window: AckWindow;
   /** mqtt.js' packet pump, held while the window is full. */
   waiting: AckCallback | null;
+  /** Got its CONNACK: losing it is a state change worth a log line, a failed attempt is not. */
+  established: boolean;
+  closed: boolean;
 }
 
 /**
@@ -196,7 +199,7 @@ export class MqttClientSource implements Source {
       () => inner.stream.cork(),
       () => inner.stream.uncork(),
     );
-    const link: Link = { client, window, waiting: null };
+    const link: Link = { client, window, waiting: null, established: false, closed: false };
     window.onRelease = () => this.resumeWindow(link);
     this.link = link;
     // mqtt.js sends the ack when these call back; the window sends it after the commit instead.
@@ -224,6 +227,7 @@ export class MqttClientSource implements Source {
 
   private onConnect(link: Link, sessionPresent: boolean): void {
     if (link !== this.link) return;
+    link.established = true;
     this.counters.state = 'connected';
     this.counters.connects++;
     if (!this.refusing) this.attempt = 0;
@@ -250,6 +254,9 @@ export class MqttClientSource implements Source {
   }
 
   private onClose(link: Link): void {
+    // mqtt.js may report a close more than once (the socket's, then end()'s).
+    if (link.closed) return;
+    link.closed = true;
     link.window.close();
     link.waiting = null;
     if (link !== this.link || this.stopping) return;
@@ -257,10 +264,13 @@ export class MqttClientSource implements Source {
     const delay = backoffDelay(this.opts.retry, this.attempt++);
     this.counters.state = 'backoff';
     this.counters.reconnects++;
-    this.log.warn(
-      { broker: this.broker, retryInMs: Math.round(delay), lastError: this.counters.lastError },
-      'mqtt client disconnected',
-    );
+    // One line when an established link is lost; failed attempts show in the throttled error
+    // line and in the status.
+    if (link.established)
+      this.log.warn(
+        { broker: this.broker, retryInMs: Math.round(delay), lastError: this.counters.lastError },
+        'mqtt client disconnected: unacknowledged messages will be redelivered',
+      );
     this.timer = setTimeout(() => this.connect(), delay);
   }
 
