@@ -142,6 +142,18 @@ export class Gateway {
       await mqtt.start();
       this.sources.push(mqtt);
     }
+    const mc = c.mqttClient;
+    if (mc.url !== undefined && mc.clientId !== undefined) {
+      const { MqttClientSource } = await import('./sources/mqtt-client/mqtt-client-source.ts');
+      const client = new MqttClientSource(
+        // ignoreTopicPrefixes: the topics of mqtt sinks publishing to this same broker (3.1.1 loop rule).
+        { ...mc, url: mc.url, clientId: mc.clientId, nodeId: c.node.id, ignoreTopicPrefixes: [] },
+        journal,
+        this.log.child({ component: 'mqtt-client' }),
+      );
+      await client.start();
+      this.sources.push(client);
+    }
     if (c.coap.enabled) {
       const { CoapServerSource } = await import('./sources/coap-server/coap-server-source.ts');
       const coap = new CoapServerSource(c.coap, journal, this.log.child({ component: 'coap' }));

@@ -4,6 +4,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitForCount, waitForCountOrQuiet } from './consumer.ts';
+import type { BenchEnv } from './env.ts';
 import { LOAD_DEFAULTS, type LoadResult, prepareLoadInWorker } from './mqtt-load.ts';
 import { SelfCpu, SystemCpu } from './proc.ts';
 import type { Column, ResultRow } from './report.ts';
@@ -26,6 +27,19 @@ export interface MqttRunSpec {
    * arrived for `QUIET_MS`; the shortfall is reported as `lost`.
    */
   lossAllowed?: boolean;
+}
+
+/** The unpaced QoS 1 load the env asks for (BENCH_PUBLISHERS, BENCH_MESSAGES, ...). */
+export function qos1Spec(env: BenchEnv): MqttRunSpec {
+  return {
+    publishers: env.publishers,
+    messages: env.messages,
+    qos: 1,
+    inflight: env.inflight,
+    payloadBytes: env.payloadBytes,
+    warmup: env.warmup,
+    timeoutMs: env.timeoutMs,
+  };
 }
 
 /** With `lossAllowed`: nothing new at the consumer for this long ends the run. */

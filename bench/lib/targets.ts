@@ -235,12 +235,20 @@ export function mosquittoInstalled(): boolean {
   return existsSync(MOSQUITTO_BIN);
 }
 
+export interface MosquittoProcess {
+  port: number;
+  proc: ChildProcess;
+  output: () => string;
+  /** Removes its temp dir (after the process stopped). */
+  cleanup: () => void;
+}
+
 /**
- * mosquitto on loopback, anonymous, no persistence, one QoS 1 subscriber on `bench/#`. The
- * per-client outgoing limits (20 in flight, 1000 queued by default; beyond that QoS 1 messages
- * are dropped) are lifted so the subscriber sees every message, as it does with aedes.
+ * mosquitto on loopback, anonymous, no persistence. The per-client outgoing limits (20 in flight,
+ * 1000 queued by default; beyond that QoS 1 messages are dropped) are lifted unless `extraConfig`
+ * sets them again (later lines win).
  */
-export async function startMosquitto(): Promise<MqttTarget> {
+export async function spawnMosquitto(extraConfig: string[] = []): Promise<MosquittoProcess> {
   const port = await freePort();
   const dir = makeTempDir('mosquitto-bench-');
   const conf = join(dir, 'mosquitto.conf');
@@ -254,17 +262,23 @@ export async function startMosquitto(): Promise<MqttTarget> {
       'set_tcp_nodelay true',
       'max_inflight_messages 0',
       'max_queued_messages 0',
+      ...extraConfig,
       '',
     ].join('\n'),
   );
-  let broker: { proc: ChildProcess; output: () => string };
   try {
-    broker = await spawnBroker('mosquitto', MOSQUITTO_BIN, ['-c', conf], port, 'tcp');
+    const broker = await spawnBroker('mosquitto', MOSQUITTO_BIN, ['-c', conf], port, 'tcp');
+    return { port, ...broker, cleanup: () => removeTempDir(dir) };
   } catch (err) {
     removeTempDir(dir);
     throw err;
   }
-  return withSubscriber('mosquitto', port, broker, () => removeTempDir(dir));
+}
+
+/** mosquitto (`spawnMosquitto`) with one QoS 1 subscriber on `bench/#`, as it does with aedes. */
+export async function startMosquitto(): Promise<MqttTarget> {
+  const m = await spawnMosquitto();
+  return withSubscriber('mosquitto', m.port, m, m.cleanup);
 }
 
 /** The null broker: acknowledges everything, forwards nothing (`ackEach`: one write per PUBACK). */

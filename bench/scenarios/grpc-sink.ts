@@ -5,7 +5,7 @@
 // is grpc / http.
 
 import { compareStarters } from '../lib/compare.ts';
-import { MQTT_COLUMNS, type MqttRunSpec } from '../lib/mqtt-run.ts';
+import { MQTT_COLUMNS, qos1Spec } from '../lib/mqtt-run.ts';
 import type { Column } from '../lib/report.ts';
 import type { Scenario } from '../lib/scenario.ts';
 import { startEdgeferry, startEdgeferryGrpc } from '../lib/targets.ts';
@@ -20,15 +20,7 @@ export const grpcSink: Scenario = {
   default: true,
   async run(ctx) {
     const env = ctx.env;
-    const spec: MqttRunSpec = {
-      publishers: env.publishers,
-      messages: env.messages,
-      qos: 1,
-      inflight: env.inflight,
-      payloadBytes: env.payloadBytes,
-      warmup: env.warmup,
-      timeoutMs: env.timeoutMs,
-    };
+    const spec = qos1Spec(env);
     const opts = { batch: QOS1_SINK_BATCH, journal: { fsync: false }, env };
     const { rows, notes } = await compareStarters(ctx, spec, [
       ['edgeferry grpc', () => startEdgeferryGrpc(opts)],

@@ -7,6 +7,7 @@ import { coap } from './coap.ts';
 import { grpcSink } from './grpc-sink.ts';
 import { loadgenCeiling } from './loadgen-ceiling.ts';
 import { modbus } from './modbus.ts';
+import { mqttClient } from './mqtt-client.ts';
 import { mqttQos0 } from './mqtt-qos0.ts';
 import { mqttQos1, mqttQos1Single } from './mqtt-qos1.ts';
 import { mqttQos1Paced } from './mqtt-qos1-paced.ts';
@@ -23,4 +24,5 @@ export const scenarios: Scenario[] = [
   backlog1m,
   coap,
   modbus,
+  mqttClient,
 ];

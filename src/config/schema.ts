@@ -10,6 +10,7 @@ import { coapDevicesConfig } from '../sources/coap-observer/config.ts';
 import { coapServerConfigShape } from '../sources/coap-server/config.ts';
 import { modbusConfig } from '../sources/modbus/config.ts';
 import { mqttConfig } from '../sources/mqtt-broker/config.ts';
+import { mqttClientConfig } from '../sources/mqtt-client/config.ts';
 import {
   bytes,
   describeValue,
@@ -71,6 +72,8 @@ export const configSchema = z.preprocess(
       // gateway observes and sends commands to.
       coap: section({ ...coapServerConfigShape, devices: coapDevicesConfig }),
       mqtt: mqttConfig,
+      // The site's own MQTT broker, subscribed to as a client (off while url is unset).
+      mqttClient: mqttClientConfig,
       // Modbus TCP: PLCs polled through register maps, written through Gateway.Command.
       modbus: modbusConfig,
       admin: section({
@@ -123,4 +126,5 @@ export type GrpcSinkConfig = Extract<SinkConfig, { type: 'grpc' }>;
 export type CoapConfig = Config['coap'];
 export type CoapDeviceConfig = CoapConfig['devices'][number];
 export type { ModbusConfig, ModbusDeviceConfig } from '../sources/modbus/config.ts';
+export type { MqttClientConfig } from '../sources/mqtt-client/config.ts';
 export type LogLevel = Config['log']['level'];

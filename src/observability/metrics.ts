@@ -107,6 +107,30 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     mqtt('qos2Duplicates'),
   );
 
+  // The MQTT client source (README: My site already has a broker).
+  const mqttClient = (value: (c: Record<string, unknown>) => number) => () => {
+    const s = view.sources.find((x) => x.name === 'mqtt-client');
+    return s ? [{ labels: {}, value: value(s.counters as Record<string, unknown>) }] : [];
+  };
+  add(
+    'edgeferry_mqtt_client_connected',
+    '1 while the MQTT client source is connected to its broker.',
+    'gauge',
+    mqttClient((c) => (c.state === 'connected' ? 1 : 0)),
+  );
+  add(
+    'edgeferry_mqtt_client_reconnects_total',
+    'Connection attempts of the MQTT client source after a failure or a lost connection.',
+    'counter',
+    mqttClient((c) => c.reconnects as number),
+  );
+  add(
+    'edgeferry_mqtt_client_loop_dropped_total',
+    'Messages from the site broker acknowledged but not journaled by the loop rule (published by our own bridge).',
+    'counter',
+    mqttClient((c) => c.loopDropped as number),
+  );
+
   // The CoAP server (README: CoAP).
   const coap = (field: string) => () => {
     const s = view.sources.find((x) => x.name === 'coap');

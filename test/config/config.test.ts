@@ -145,6 +145,17 @@ describe('defaults', () => {
         maxAwaitingRel: 1000,
         maxAwaitingRelTotal: 100_000,
       },
+      // Off: no url.
+      mqttClient: {
+        name: 'site-broker',
+        protocolVersion: 4,
+        topics: [],
+        qos: 1,
+        keepaliveSeconds: 30,
+        connectTimeoutMs: 10_000,
+        maxInFlight: 1000,
+        retry: { minMs: 100, maxMs: 30_000 },
+      },
       admin: { enabled: true, host: '0.0.0.0', port: 8080 },
       grpc: {
         enabled: true,
