@@ -42,6 +42,7 @@ async function consume(mode: Mode, url: string, journal: Journal): Promise<() =>
         keepaliveSeconds: 30,
         connectTimeoutMs: 10_000,
         maxInFlight: 1000,
+        maxPacketBytes: 256 * 1024,
         retry: { minMs: 100, maxMs: 1000 },
         nodeId: 'bench',
         ignoreTopicPrefixes: [],

@@ -159,6 +159,35 @@ describe('mqtt client source', () => {
 
   itWithPeer(
     mosquittoBroker(),
+    'a message over maxPacketBytes (MQTT 3.1.1) is acknowledged and dropped, counted; the next one is journaled and nothing is redelivered',
+    async () => {
+      broker = await startMosquitto({ extraConfig: ROOMY });
+      const appender = new HoldingAppender();
+      const { source, p } = await subscribed(appender, { maxPacketBytes: '1KiB' });
+      appender.release();
+      await p.publishAsync('site/big', Buffer.alloc(4096, 0x61), { qos: 1 });
+      await p.publishAsync('site/small', 'after', { qos: 1 });
+      await eventually(() => appender.appended.some((r) => r.payload.toString() === 'after'), 'next one in');
+      appender.release();
+      expect(payloadsOf(appender.appended).filter((x) => x !== 'probe')).toEqual(['after']);
+      expect(source.counters.oversizeDropped).toBe(1);
+      await eventually(() => source.counters.state === 'connected', 'still connected');
+      await source.stop();
+      // The big one was acknowledged: the session holds nothing for edge-1.
+      const again = mqtt.connect(broker.url, { clientId: 'edge-1', clean: false, reconnectPeriod: 0 });
+      clients.push(again);
+      const got: string[] = [];
+      again.on('message', (t) => got.push(t));
+      await new Promise((r) => again.once('connect', r));
+      await p.publishAsync('site/marker', 'marker', { qos: 1 });
+      await eventually(() => got.includes('site/marker'), 'marker delivered');
+      expect(got).toEqual(['site/marker']);
+    },
+    30_000,
+  );
+
+  itWithPeer(
+    mosquittoBroker(),
     'a refused append disconnects unacknowledged; after the backoff the broker redelivers and nothing is lost',
     async () => {
       broker = await startMosquitto({ extraConfig: ROOMY });

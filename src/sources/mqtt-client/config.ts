@@ -4,6 +4,7 @@
 
 import * as z from 'zod';
 import {
+  bytes,
   componentName,
   describeValue,
   filePath,
@@ -76,6 +77,11 @@ export const mqttClientConfig = section({
   // our Receive Maximum [MQTT-3.3.4-7]; on 3.1.1 only the broker's own limit holds the broker back
   // (mosquitto: max_inflight_messages, default 20) and this one stops reading past it.
   maxInFlight: integer(1, 65535).default(1000),
+  // The largest PUBLISH journaled, as `mqtt.maxPacketBytes` for devices. MQTT 5 tells the broker
+  // (Maximum Packet Size: it then never sends a larger one); on 3.1.1 a larger message is
+  // acknowledged and dropped, counted and logged: refusing it instead would have the broker
+  // redeliver it for ever and stop the session's queue behind it.
+  maxPacketBytes: bytes(64).prefault('256KiB'),
   retry,
 }).superRefine((c, ctx) => {
   const issue = (path: (string | number)[], message: string, input: unknown) =>

@@ -40,6 +40,8 @@ export interface MqttClientCounters {
   pauses: number;
   /** Messages acknowledged but not journaled by the loop rule. */
   loopDropped: number;
+  /** Messages over `maxPacketBytes`, acknowledged but not journaled (MQTT 3.1.1 brokers). */
+  oversizeDropped: number;
 }
 
 /** The parts of mqtt.js' client the source reaches into (see AckWindow for why). */
@@ -112,6 +114,7 @@ export class MqttClientSource implements Source {
   private stopping = false;
   private readonly refusedLog = new ThrottledLog();
   private readonly errorLog = new ThrottledLog(10_000);
+  private readonly oversizeLog = new ThrottledLog();
 
   constructor(opts: MqttClientSourceOptions, appender: RecordAppender, log: Logger) {
     this.opts = opts;
@@ -128,6 +131,7 @@ export class MqttClientSource implements Source {
       refused: 0,
       pauses: 0,
       loopDropped: 0,
+      oversizeDropped: 0,
     };
     for (let qos = 0; qos < 3; qos++) {
       this.attributes.push({ broker: this.broker, qos: String(qos) });
@@ -159,7 +163,11 @@ export class MqttClientSource implements Source {
       rejectUnauthorized: o.tls?.rejectUnauthorized ?? true,
       properties:
         o.protocolVersion === 5
-          ? { receiveMaximum: o.maxInFlight, sessionExpiryInterval: SESSION_NEVER_EXPIRES }
+          ? {
+              receiveMaximum: o.maxInFlight,
+              sessionExpiryInterval: SESSION_NEVER_EXPIRES,
+              maximumPacketSize: o.maxPacketBytes,
+            }
           : undefined,
     };
     this.connect();
@@ -280,8 +288,23 @@ export class MqttClientSource implements Source {
     if (!link.window.isOpen || this.stopping) return;
     const qos = packet.qos;
     const cmd: AckCmd = qos === 2 ? 'pubrec' : 'puback';
-    if (this.isLoop(topic, packet)) {
-      this.counters.loopDropped++;
+    const oversize = (packet.length ?? 0) > this.opts.maxPacketBytes;
+    if (oversize || this.isLoop(topic, packet)) {
+      if (oversize) {
+        this.counters.oversizeDropped++;
+        const suppressed = this.oversizeLog.take();
+        if (suppressed >= 0)
+          this.log.warn(
+            {
+              broker: this.broker,
+              topic,
+              bytes: packet.length,
+              maxPacketBytes: this.opts.maxPacketBytes,
+              suppressed,
+            },
+            'mqtt client message over maxPacketBytes: acknowledged and dropped',
+          );
+      } else this.counters.loopDropped++;
       if (qos > 0) link.window.hold(packet.messageId as number, cmd, true);
       cb(null, 0);
       return;
