@@ -2,10 +2,13 @@
 # edgeferry's container image: deploy/README.md (Image) says what is in it and why.
 # Stages: build (all dependencies, tsc to dist/), deps (production dependencies only, a clean
 # install), and the runtime on distroless Node 24 (glibc, no shell, uid 65532).
+# The first two run on the build machine's platform even for an arm64 image: no production
+# dependency is platform-specific (classic-level and @serialport/bindings-cpp carry prebuilt
+# binaries for linux-x64 and linux-arm64 alike), so no emulated npm run is needed.
 # test/deploy/runtime-tree.test.ts builds the same tree from this file without Docker and runs
 # the daemon from it with the ENTRYPOINT and CMD below.
 
-FROM node:24-bookworm-slim AS build
+FROM --platform=$BUILDPLATFORM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 COPY vendor ./vendor
@@ -17,7 +20,7 @@ COPY bin ./bin
 COPY src ./src
 RUN npm run build
 
-FROM node:24-bookworm-slim AS deps
+FROM --platform=$BUILDPLATFORM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 COPY vendor ./vendor

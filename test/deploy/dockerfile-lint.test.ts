@@ -10,13 +10,28 @@ const lint = createRequire(import.meta.url)('dockerfilelint') as {
   run(configDir: string, content: string): { rule: string; line: number; title: string }[];
 };
 
+/**
+ * dockerfilelint 1.8 predates `FROM --platform=...` and reads the flag as an image without a
+ * tag. Such a report is dropped only where the image after the flag does carry a tag.
+ */
+function withoutPlatformMisreads(text: string, issues: ReturnType<typeof lint.run>) {
+  const lines = text.split('\n');
+  return issues.filter((i) => {
+    const m = /^FROM\s+--platform=\S+\s+(\S+)/i.exec(lines[i.line - 1] ?? '');
+    return !(i.rule === 'missing_tag' && m && /:[^/]+$/.test(m[1]));
+  });
+}
+
 describe('Dockerfile lint', () => {
+  const text = readFileSync(`${REPO}Dockerfile`, 'utf8');
+
   it('finds nothing in the Dockerfile', () => {
-    expect(lint.run(REPO, readFileSync(`${REPO}Dockerfile`, 'utf8'))).toEqual([]);
+    expect(withoutPlatformMisreads(text, lint.run(REPO, text))).toEqual([]);
   });
 
-  it('flags a Dockerfile with a latest tag and a lowercase instruction', () => {
-    const rules = lint.run(REPO, 'FROM node:latest\nrun npm ci\n').map((i) => i.rule);
-    expect(rules).toEqual(expect.arrayContaining(['latest_tag', 'uppercase_commands']));
+  it('flags a latest tag, a lowercase instruction and an untagged image after --platform', () => {
+    const bad = 'FROM node:latest\nrun npm ci\nFROM --platform=$BUILDPLATFORM node AS x\n';
+    const rules = withoutPlatformMisreads(bad, lint.run(REPO, bad)).map((i) => `${i.line}:${i.rule}`);
+    expect(rules).toEqual(expect.arrayContaining(['1:latest_tag', '2:uppercase_commands', '3:missing_tag']));
   });
 });

@@ -55,7 +55,8 @@ export function splitStages(instructions: Instruction[], workRoot: string): Stag
   const stages: Stage[] = [];
   for (const ins of instructions) {
     if (ins.keyword === 'FROM') {
-      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.args);
+      // --platform only picks which variant of the image runs, the same files either way here.
+      const m = /^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.args);
       if (!m) throw new Error(`Dockerfile:${ins.line}: FROM ${ins.args}: not understood`);
       const name = m[2] ?? `stage${stages.length}`;
       stages.push({
