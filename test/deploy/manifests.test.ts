@@ -3,7 +3,7 @@
 // the validation rejects what it must.
 
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -79,5 +79,35 @@ describe('deploy/ manifests', () => {
   it('an object of a kind without a schema is a problem, not a pass', async () => {
     const problems = await validateObjects([{ source: 'x', object: { apiVersion: 'v9', kind: 'Gizmo' } }]);
     expect(problems).toEqual(['x: Gizmo/?: no schema for v9 Gizmo']);
+  });
+});
+
+describe('deploy/README.md', () => {
+  const readme = readFileSync(join(DEPLOY, 'README.md'), 'utf8');
+  const ds = parseAllDocuments(readFileSync(join(DEPLOY, 'base/daemonset.yaml'), 'utf8'))[0].toJS();
+  const base = parseAllDocuments(readFileSync(join(DEPLOY, 'base/kustomization.yaml'), 'utf8'))[0].toJS();
+
+  it('every kustomization it applies exists, and every path it names is in the repository', () => {
+    const applied = [...readme.matchAll(/apply -k ([\w./-]+)/g)].map((m) => m[1]);
+    expect(applied).toEqual(
+      expect.arrayContaining(['deploy/overlays/k3s', 'deploy/monitoring', 'deploy/overlays/kubeedge']),
+    );
+    for (const dir of applied) expect(kustomizations(join(REPO, dir))[0], dir).toBe(join(REPO, dir));
+    const named = [
+      ...readme.matchAll(/`((?:\.\.\/)?[\w./-]+\/[\w.-]+\.(?:ya?ml|json|ts|md)|\.\.\/Dockerfile)`/g),
+    ];
+    // Absolute paths are inside the image or the pod, not in the repository.
+    for (const [, path] of named.filter((m) => !m[1].startsWith('/'))) {
+      const fromDeploy = join(DEPLOY, path);
+      const fromRepo = join(REPO, path);
+      expect(existsSync(fromDeploy) || existsSync(fromRepo), path).toBe(true);
+    }
+  });
+
+  it('the K3s commands name the node label, namespace and DaemonSet the manifests use', () => {
+    const [, key, value] = /kubectl label nodes --all ([\w./-]+)=(\S+)/.exec(readme)!;
+    expect(ds.spec.template.spec.nodeSelector[key]).toBe(value);
+    const [, ns, name] = /kubectl -n (\S+) rollout status daemonset\/(\S+)/.exec(readme)!;
+    expect([ns, name]).toEqual([base.namespace, ds.metadata.name]);
   });
 });
