@@ -86,11 +86,21 @@ export function writeConfig(dir: string, config: Record<string, unknown>, name =
 export async function startDaemon(
   dir: string,
   configPath: string,
-  opts: { readyTimeoutMs?: number } = {},
+  opts: {
+    readyTimeoutMs?: number;
+    /** Another command line (an image's ENTRYPOINT and CMD), its working directory and environment. */
+    command?: { file: string; args: string[]; cwd: string; env: NodeJS.ProcessEnv };
+  } = {},
 ): Promise<DaemonHandle> {
-  const proc = spawn(process.execPath, [BIN, 'run', '--config', configPath], {
+  const cmd = opts.command ?? {
+    file: process.execPath,
+    args: [BIN, 'run', '--config', configPath],
     cwd: dir,
     env: { ...process.env, NODE_NAME: '' },
+  };
+  const proc = spawn(cmd.file, cmd.args, {
+    cwd: cmd.cwd,
+    env: cmd.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
