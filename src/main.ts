@@ -43,6 +43,28 @@ async function createSink(cfg: SinkConfig, nodeId: string, log: Logger): Promise
         timeoutMs: cfg.timeoutMs,
       });
     }
+    case 'mqtt': {
+      const { MqttSink } = await import('./sinks/mqtt/mqtt-sink.ts');
+      return new MqttSink({
+        name: cfg.name,
+        url: cfg.url,
+        node: nodeId,
+        clientId: cfg.clientId ?? `edgeferry-${nodeId}`,
+        username: cfg.username,
+        password: cfg.password,
+        passwordFile: cfg.passwordFile,
+        tls: cfg.tls,
+        protocolVersion: cfg.protocolVersion,
+        topic: cfg.topic,
+        qos: cfg.qos,
+        retain: cfg.retain,
+        window: cfg.window,
+        keepaliveSeconds: cfg.keepaliveSeconds,
+        // A broker that takes the connection but never answers it is given up with the batch.
+        connectTimeoutMs: cfg.timeoutMs,
+        log,
+      });
+    }
   }
 }
 

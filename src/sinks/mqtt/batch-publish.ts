@@ -1,0 +1,261 @@
+// One batch on its way through the bridge sink: publishes in journal order, at most `window`
+// awaiting PUBACK, and the count of leading records acknowledged in order (what the dispatcher's
+// cursor may pass). Its state lives in this object and a byte per record, not in closures.
+
+import type { IClientPublishOptions } from 'mqtt';
+import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
+import type { OutboundBatch } from '../../core/pipeline.ts';
+import { decodeRecord, recordId } from '../../core/record.ts';
+import type { Link, MqttSink } from './mqtt-sink.ts';
+import { topicNameProblem } from './topic-template.ts';
+
+const PENDING = 0;
+const SENT = 1;
+const DONE = 2;
+
+/** The record's `source` (bytes) that the loop rule looks for. */
+const CLIENT_SOURCE = Buffer.from('mqtt-client');
+const BROKER_ATTRIBUTE = 'broker';
+
+/**
+ * MQTT 5 PUBACK reason codes that refuse the message itself: sending it again cannot succeed, so
+ * it is dead-lettered. Others (0x80 unspecified, 0x83 implementation specific, 0x91 packet id in
+ * use, 0x97 quota exceeded) may pass later and are retried; 0x87 is the credentials.
+ */
+const REFUSED = new Set([
+  0x90, // Topic Name invalid
+  0x95, // Packet too large
+  0x99, // Payload format invalid
+  0x9a, // Retain not supported
+  0x9b, // QoS not supported
+]);
+const NOT_AUTHORIZED = 0x87;
+
+export class BatchPublish {
+  private readonly sink: MqttSink;
+  private readonly link: Link;
+  private readonly batch: OutboundBatch;
+  private readonly signal: AbortSignal;
+  private readonly resolve: () => void;
+  private readonly reject: (err: Error) => void;
+  private readonly state: Uint8Array;
+  /** Next record to publish. */
+  private next = 0;
+  /** Publishing stops before this index: a topic that cannot be rendered, or a failure. */
+  private stopAt: number;
+  /** Why records stop at `stopAt` when it is a topic that cannot be rendered. */
+  private topicProblem: string | null = null;
+  /** Leading records acknowledged (or skipped) in order. */
+  private acked = 0;
+  private inflight = 0;
+  /** The first record the broker refused (PUBACK reason code), and the error. */
+  private failedAt: number;
+  private failure: SinkSendError | null = null;
+  private settled = false;
+
+  constructor(
+    sink: MqttSink,
+    link: Link,
+    batch: OutboundBatch,
+    signal: AbortSignal,
+    resolve: () => void,
+    reject: (err: Error) => void,
+  ) {
+    this.sink = sink;
+    this.link = link;
+    this.batch = batch;
+    this.signal = signal;
+    this.resolve = resolve;
+    this.reject = reject;
+    this.state = new Uint8Array(batch.records.length);
+    this.stopAt = batch.records.length;
+    this.failedAt = batch.records.length;
+  }
+
+  start(): void {
+    const link = this.link;
+    if (link.aheadEpoch !== this.batch.epoch) {
+      link.ahead.clear();
+      link.aheadEpoch = this.batch.epoch;
+    }
+    if (link.closed) {
+      this.linkClosed(link.reason);
+      return;
+    }
+    if (this.signal.aborted) {
+      this.onAbort();
+      return;
+    }
+    link.batch = this;
+    this.signal.addEventListener('abort', this.onAbort, { once: true });
+    this.pump();
+  }
+
+  /** Publishes while the window has room, then settles once nothing is left in flight. */
+  private pump(): void {
+    const sink = this.sink;
+    const window = sink.window;
+    const records = this.batch.records;
+    const client = this.link.client;
+    const spans = sink.spans;
+    const v5 = sink.opts.protocolVersion === 5;
+    while (this.next < this.stopAt && this.inflight < window && !this.settled) {
+      const i = this.next;
+      const rec = records[i];
+      if (this.link.ahead.size > 0 && this.link.ahead.delete(rec.seq)) {
+        this.done(i);
+        this.next++;
+        continue;
+      }
+      const body = rec.body;
+      spans.scan(body);
+      if (spans.hasAttributes && isLoop(body, spans.sourceStart, spans.sourceEnd, sink.ownBrokerKey)) {
+        sink.stats.loopSkipped++;
+        this.done(i);
+        this.next++;
+        continue;
+      }
+      const topic = sink.template.render(body, spans);
+      const problem = topicNameProblem(topic);
+      if (problem !== null) {
+        this.topicProblem = `record ${rec.seq}: topic ${JSON.stringify(topic.slice(0, 200))} ${problem}`;
+        this.stopAt = i;
+        break;
+      }
+      const opts: IClientPublishOptions = { qos: sink.opts.qos, retain: sink.opts.retain };
+      if (v5) {
+        opts.properties = {
+          userProperties: {
+            'edgeferry-node': sink.opts.node,
+            'edgeferry-record-id': recordId(this.batch.epoch, rec.seq),
+          },
+        };
+        if (spans.contentTypeEnd > spans.contentTypeStart) {
+          opts.properties.contentType = body.toString('utf8', spans.contentTypeStart, spans.contentTypeEnd);
+        }
+      }
+      this.state[i] = SENT;
+      this.next++;
+      this.inflight++;
+      if (this.inflight > sink.stats.maxInflight) sink.stats.maxInflight = this.inflight;
+      sink.stats.published++;
+      client.publish(topic, body.subarray(spans.payloadStart, spans.payloadEnd), opts, (err) =>
+        this.onAck(i, err),
+      );
+    }
+    if (!this.settled && this.inflight === 0 && this.next >= this.stopAt) this.finish();
+  }
+
+  private done(i: number): void {
+    this.state[i] = DONE;
+    const state = this.state;
+    let k = this.acked;
+    while (k < state.length && state[k] === DONE) k++;
+    this.acked = k;
+  }
+
+  /** A PUBACK (or, QoS 0, the socket write) for record `i`. */
+  private onAck(i: number, err: Error | undefined): void {
+    if (this.settled || this.state[i] !== SENT) return;
+    this.inflight--;
+    if (!err) {
+      this.done(i);
+      this.pump();
+      return;
+    }
+    const code = (err as { code?: unknown }).code;
+    if (typeof code !== 'number') {
+      // Not a broker's answer but mqtt.js flushing its callbacks ("Connection closed") as it
+      // tears the connection down; the reason ("Keepalive timeout") is emitted just after.
+      setImmediate(this.sink.down.bind(this.sink), this.link);
+      return;
+    }
+    const rc = code;
+    this.state[i] = PENDING;
+    if (i < this.failedAt) {
+      const seq = this.batch.records[i].seq;
+      const what = `publish of record ${seq} to ${this.sink.opts.url}: ${err.message} (reason code 0x${rc.toString(16)})`;
+      this.failedAt = i;
+      this.failure =
+        rc === NOT_AUTHORIZED
+          ? new SinkAuthError(what, { cause: err })
+          : new SinkSendError(what, !REFUSED.has(rc), undefined, { cause: err });
+    }
+    // Nothing more goes out; those already out are waited for, so the ones the broker took
+    // are known (Link.ahead) and not published again on this connection.
+    this.stopAt = Math.min(this.stopAt, this.next);
+    this.pump();
+  }
+
+  private finish(): void {
+    const n = this.state.length;
+    if (this.failure !== null) {
+      const failure = this.failure;
+      for (let k = this.failedAt + 1; k < n; k++) {
+        if (this.state[k] === DONE) this.link.ahead.add(this.batch.records[k].seq);
+      }
+      const acked = Math.min(this.acked, this.failedAt);
+      const refused = failure.retryable ? undefined : 1;
+      this.settle(
+        failure instanceof SinkAuthError
+          ? new SinkAuthError(failure.message, { cause: failure.cause, acked })
+          : new SinkSendError(failure.message, failure.retryable, undefined, {
+              cause: failure.cause,
+              acked,
+              refused,
+            }),
+      );
+      return;
+    }
+    if (this.topicProblem !== null) {
+      this.settle(
+        new SinkSendError(`${this.sink.opts.url}: ${this.topicProblem}`, false, undefined, {
+          acked: this.acked,
+          refused: 1,
+        }),
+      );
+      return;
+    }
+    this.settle(null);
+  }
+
+  /** The connection died under the batch: what was acknowledged in order counts, the rest is retried. */
+  linkClosed(reason: string): void {
+    if (this.settled) return;
+    this.settle(
+      new SinkSendError(`publish to ${this.sink.opts.url}: ${reason}`, true, undefined, {
+        acked: this.acked,
+      }),
+    );
+  }
+
+  private readonly onAbort = (): void => {
+    if (this.settled) return;
+    const reason = String((this.signal.reason as Error)?.message ?? this.signal.reason);
+    // Publishes still out may yet be taken by the broker: the retry must not repeat them on
+    // this connection, so it gets a new one.
+    if (this.inflight > 0) this.sink.drop(this.link, `batch abandoned: ${reason}`);
+    this.settle(
+      new SinkSendError(`publish to ${this.sink.opts.url}: ${reason}`, true, undefined, {
+        acked: this.acked,
+      }),
+    );
+  };
+
+  private settle(err: Error | null): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.signal.removeEventListener('abort', this.onAbort);
+    if (this.link.batch === this) this.link.batch = null;
+    if (err) this.reject(err);
+    else this.resolve();
+  }
+}
+
+/** The loop rule: a record the client source took from the broker this sink publishes to. */
+function isLoop(body: Buffer, sourceStart: number, sourceEnd: number, ownBrokerKey: string): boolean {
+  if (sourceEnd - sourceStart !== CLIENT_SOURCE.length) return false;
+  if (body.compare(CLIENT_SOURCE, 0, CLIENT_SOURCE.length, sourceStart, sourceEnd) !== 0) return false;
+  // Only records of the client source get here: decoding their attributes is off the common path.
+  return decodeRecord(body).attributes[BROKER_ATTRIBUTE] === ownBrokerKey;
+}
