@@ -25,6 +25,7 @@ import {
 } from '../helpers/dispatch-fixture.ts';
 import { type MosquittoOptions, startMosquitto } from '../helpers/mosquitto-broker.ts';
 import { type Received, type Subscriber, subscribe } from '../helpers/mqtt-subscriber.ts';
+import { bridgeOptions } from '../helpers/mqtt-upstream.ts';
 import { itWithPeer, mosquittoBroker } from '../interop/peer-tools.ts';
 
 afterEach(runCleanups);
@@ -50,20 +51,7 @@ async function subscriber(url: string, opts: Parameters<typeof subscribe>[2] = {
 }
 
 function bridge(url: string, over: Partial<MqttSinkOptions> = {}): MqttSink {
-  return new MqttSink({
-    name: 'bridge',
-    url,
-    node: 'n1',
-    clientId: `bridge-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
-    protocolVersion: 5,
-    topic: 'edge/{node}/{topic}',
-    qos: 1,
-    retain: false,
-    window: 100,
-    keepaliveSeconds: 30,
-    connectTimeoutMs: 5_000,
-    ...over,
-  });
+  return new MqttSink(bridgeOptions(url, over));
 }
 
 /** Each id once (first arrival), in arrival order. */
