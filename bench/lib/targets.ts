@@ -235,12 +235,33 @@ export function mosquittoInstalled(): boolean {
   return existsSync(MOSQUITTO_BIN);
 }
 
+/** The subscriber on the bridge sink's broker: closing it stops that broker too. */
+class CloudSubscriber extends MqttSubscriber {
+  private readonly stopBroker: () => Promise<void>;
+  constructor(stopBroker: () => Promise<void>) {
+    super();
+    this.stopBroker = stopBroker;
+  }
+  override async close(): Promise<void> {
+    await super.close();
+    await this.stopBroker();
+  }
+}
+
+/** A mosquitto process on loopback, with the config the bench uses for it. */
+interface MosquittoProcess {
+  port: number;
+  broker: { proc: ChildProcess; output: () => string };
+  /** Removes its temp dir (after the process stopped). */
+  cleanup: () => void;
+}
+
 /**
- * mosquitto on loopback, anonymous, no persistence, one QoS 1 subscriber on `bench/#`. The
- * per-client outgoing limits (20 in flight, 1000 queued by default; beyond that QoS 1 messages
- * are dropped) are lifted so the subscriber sees every message, as it does with aedes.
+ * mosquitto on loopback, anonymous, no persistence, TCP_NODELAY. The per-client outgoing limits
+ * (20 in flight, 1000 queued by default; beyond that QoS 1 messages are dropped) are lifted so
+ * a subscriber sees every message.
  */
-export async function startMosquitto(): Promise<MqttTarget> {
+async function spawnMosquitto(): Promise<MosquittoProcess> {
   const port = await freePort();
   const dir = makeTempDir('mosquitto-bench-');
   const conf = join(dir, 'mosquitto.conf');
@@ -257,14 +278,45 @@ export async function startMosquitto(): Promise<MqttTarget> {
       '',
     ].join('\n'),
   );
-  let broker: { proc: ChildProcess; output: () => string };
   try {
-    broker = await spawnBroker('mosquitto', MOSQUITTO_BIN, ['-c', conf], port, 'tcp');
+    const broker = await spawnBroker('mosquitto', MOSQUITTO_BIN, ['-c', conf], port, 'tcp');
+    return { port, broker, cleanup: () => removeTempDir(dir) };
   } catch (err) {
     removeTempDir(dir);
     throw err;
   }
-  return withSubscriber('mosquitto', port, broker, () => removeTempDir(dir));
+}
+
+/** mosquitto as an MQTT baseline: one QoS 1 subscriber on `bench/#` (see spawnMosquitto). */
+export async function startMosquitto(): Promise<MqttTarget> {
+  const m = await spawnMosquitto();
+  return withSubscriber('mosquitto', m.port, m.broker, m.cleanup);
+}
+
+/**
+ * edgeferry with one MQTT bridge sink (`type: mqtt`, MQTT 5, QoS 1) publishing to a mosquitto
+ * started here (the "cloud" broker), where one QoS 1 subscriber on `edge/#` measures arrival.
+ */
+export async function startEdgeferryMqtt(opts: EdgeferryTargetOptions): Promise<MqttTarget> {
+  const cloud = await spawnMosquitto();
+  const stopCloud = async () => {
+    await stopChild(cloud.broker.proc, 5000);
+    cloud.cleanup();
+  };
+  const consumer = new CloudSubscriber(stopCloud);
+  try {
+    await consumer.start('127.0.0.1', cloud.port, 'edge/#', 1, 'bench-cloud-sub');
+  } catch (err) {
+    await stopCloud();
+    throw err;
+  }
+  return edgeferryTarget(
+    'edgeferry (mqtt sink)',
+    opts,
+    consumer,
+    { name: 'bench', type: 'mqtt', url: `mqtt://127.0.0.1:${cloud.port}`, batch: opts.batch },
+    () => ({}),
+  );
 }
 
 /** The null broker: acknowledges everything, forwards nothing (`ackEach`: one write per PUBACK). */
