@@ -76,15 +76,15 @@ function append(j: Journal, recs: RecordInput[]): Promise<void> {
 /** The pid of the mosquitto listening on `port` (its config file names the port). */
 function mosquittoPid(port: number): number {
   for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    let argv: string[];
     try {
-      argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const c = argv.indexOf('-c');
+      if (!argv[0]?.endsWith('mosquitto') || c < 0) continue;
+      const conf = path.resolve(fs.readlinkSync(`/proc/${pid}/cwd`), argv[c + 1]);
+      if (fs.readFileSync(conf, 'utf8').includes(`listener ${port} `)) return Number(pid);
     } catch {
-      continue;
+      // gone meanwhile, or not ours to read
     }
-    const c = argv.indexOf('-c');
-    if (!argv[0]?.endsWith('mosquitto') || c < 0) continue;
-    if (fs.readFileSync(argv[c + 1], 'utf8').includes(`listener ${port} `)) return Number(pid);
   }
   throw new Error(`no mosquitto listening on ${port}`);
 }

@@ -52,6 +52,7 @@ export class BatchPublish {
   private failedAt: number;
   private failure: SinkSendError | null = null;
   private settled = false;
+  private pumpScheduled = false;
 
   constructor(
     sink: MqttSink,
@@ -146,6 +147,21 @@ export class BatchPublish {
     if (!this.settled && this.inflight === 0 && this.next >= this.stopAt) this.finish();
   }
 
+  /**
+   * Refills the window once the acks of one socket read are all handled, not after each: the
+   * publishes then leave in one write, where refilling per PUBACK made one syscall per record.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(this.deferredPump);
+  }
+
+  private readonly deferredPump = (): void => {
+    this.pumpScheduled = false;
+    this.pump();
+  };
+
   private done(i: number): void {
     this.state[i] = DONE;
     const state = this.state;
@@ -160,7 +176,7 @@ export class BatchPublish {
     this.inflight--;
     if (!err) {
       this.done(i);
-      this.pump();
+      this.schedulePump();
       return;
     }
     const code = (err as { code?: unknown }).code;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import type { Writable } from 'node:stream';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
@@ -170,6 +171,8 @@ export class MqttSink implements Sink {
       clean: true,
       resubscribe: false,
       queueQoSZero: false,
+      // mqtt.js calls its logger several times per packet; the `debug` one costs even when off.
+      log: noop,
     };
     if (o.protocolVersion === 5) options.properties = {};
     if (o.username !== undefined) options.username = o.username;
@@ -191,6 +194,7 @@ export class MqttSink implements Sink {
     // A batch's last publishes would otherwise wait in Nagle's buffer for the ACK of the ones
     // before them, and the broker's delayed ACK holds that for 40 ms: once per batch.
     (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    coalesceWrites(client.stream as Writable);
     const link = new Link(client);
     return new Promise<Link>((resolve, reject) => {
       let lastError: Error | null = null;
@@ -250,4 +254,28 @@ export class MqttSink implements Sink {
     this.link = null;
     if (link && !link.closed) await link.client.endAsync(true);
   }
+}
+
+function noop(): void {}
+
+/**
+ * mqtt-packet writes a PUBLISH as many small chunks (header, topic, each property, payload) into
+ * a corked socket; flushed, they became one writev of thousands of tiny buffers per window,
+ * the larger part of the sink's CPU. Joined into one buffer first, they are one plain write.
+ */
+function coalesceWrites(stream: Writable): void {
+  const write = stream._write;
+  if (typeof write !== 'function') return;
+  stream._writev = function writev(
+    chunks: { chunk: Buffer | string; encoding: BufferEncoding }[],
+    cb: (err?: Error | null) => void,
+  ): void {
+    const bufs = new Array<Buffer>(chunks.length);
+    for (let k = 0; k < chunks.length; k++) {
+      const c = chunks[k].chunk;
+      bufs[k] = typeof c === 'string' ? Buffer.from(c, chunks[k].encoding) : c;
+    }
+    // 'buffer' is what Writable passes _write for a Buffer chunk (not a BufferEncoding).
+    write.call(this, Buffer.concat(bufs), 'buffer' as BufferEncoding, cb);
+  };
 }
