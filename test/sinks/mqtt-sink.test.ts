@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/core/errors.ts';
@@ -13,7 +14,7 @@ import { brokerKey } from '../../src/core/mqtt-broker-key.ts';
 import type { RecordInput } from '../../src/core/record.ts';
 import type { Journal } from '../../src/journal/journal.ts';
 import { MqttSink, type MqttSinkOptions } from '../../src/sinks/mqtt/mqtt-sink.ts';
-import { eventually } from '../helpers/daemon.ts';
+import { baseConfig, eventually, startDaemon, tempDir, writeConfig } from '../helpers/daemon.ts';
 import {
   appendRange,
   captureLog,
@@ -351,6 +352,43 @@ describe('mqtt bridge sink: the broker sets the terms', () => {
       );
     },
     30_000,
+  );
+});
+
+describe('mqtt bridge sink: in the daemon', () => {
+  itWithPeer(
+    MOSQUITTO,
+    'a device publishes to the embedded broker; the bridge delivers to mosquitto as edgeferry-<node>, on edge/<node>/<topic>',
+    async () => {
+      const b = await broker();
+      const sub = await subscriber(b.url);
+      const dir = tempDir();
+      onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
+      const cfg = baseConfig(dir, {
+        sinks: [{ name: 'cloud-mqtt', type: 'mqtt', url: b.url, batch: { lingerMs: 1 } }],
+      });
+      const daemon = await startDaemon(dir, writeConfig(dir, cfg));
+      onCleanup(() => daemon.kill());
+      const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${daemon.mqttPort}`, { clientId: 'dev-1' });
+      onCleanup(() => device.endAsync(true));
+      for (let i = 1; i <= 100; i++) await device.publishAsync(`sensors/t${i % 3}`, `m${i}`, { qos: 1 });
+
+      await eventually(() => sub.received.length >= 100, '100 messages at the subscriber');
+      const epoch = (await daemon.status()).journal.epoch;
+      expect(sub.received.map((m) => m.payload)).toEqual(range(1, 100).map((i) => `m${i}`));
+      expect(sub.received.map((m) => m.id)).toEqual(range(1, 100).map((i) => `${epoch}-${i}`));
+      expect(sub.received.map((m) => m.topic)).toEqual(
+        range(1, 100).map((i) => `edge/test-node/sensors/t${i % 3}`),
+      );
+      expect(new Set(sub.received.map((m) => m.node))).toEqual(new Set(['test-node']));
+      const client = await mqtt.connectAsync(b.url, { clientId: 'edgeferry-test-node', protocolVersion: 5 });
+      // The broker takes the session over from the sink: proof of the default client id.
+      await daemon.waitForLog((l) => l.msg === 'broker connection lost' && l.sink === 'cloud-mqtt');
+      await client.endAsync(true);
+      const sink = (await daemon.status()).sinks[0];
+      expect(sink).toMatchObject({ name: 'cloud-mqtt', cursor: 100, deadLettered: 0 });
+    },
+    60_000,
   );
 });
 
