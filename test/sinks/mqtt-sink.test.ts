@@ -332,6 +332,34 @@ describe('mqtt bridge sink: the broker sets the terms', () => {
 
   itWithPeer(
     MOSQUITTO,
+    "a record over the broker's Maximum Packet Size is dead-lettered alone, never sent; the rest arrive",
+    async () => {
+      const b = await broker({ extraConfig: ['max_packet_size 1000'] });
+      const sub = await subscriber(b.url);
+      const j = await openJournal();
+      const sink = bridge(b.url);
+      const d = await startDispatcher(sink, j);
+      await appendRange(j, 1, 20, {
+        payload: (i) => Buffer.from(i === 7 ? `m${i}`.padEnd(2000, '.') : `m${i}`),
+      });
+
+      await eventually(() => d.position === 20, 'the cursor at 20');
+      await eventually(() => sub.received.length >= 19, '19 at the subscriber');
+      expectInOrder(
+        j,
+        sub.received,
+        range(1, 20).filter((i) => i !== 7),
+      );
+      const dl = await j.listDeadLetters('bridge', 10);
+      expect(dl.map((l) => l.seq)).toEqual([7]);
+      expect(dl[0].reason).toContain("over the broker's Maximum Packet Size 1000");
+      expect(sink.stats).toMatchObject({ connections: 1, published: 19 });
+    },
+    30_000,
+  );
+
+  itWithPeer(
+    MOSQUITTO,
     'MQTT 3.1.1 and QoS 0: delivered in order without user properties',
     async () => {
       const b = await broker();

@@ -43,8 +43,8 @@ export class BatchPublish {
   private next = 0;
   /** Publishing stops before this index: a topic that cannot be rendered, or a failure. */
   private stopAt: number;
-  /** Why records stop at `stopAt` when it is a topic that cannot be rendered. */
-  private topicProblem: string | null = null;
+  /** Why records stop at `stopAt` when that record cannot be sent (topic, size). */
+  private unsendable: string | null = null;
   /** Leading records acknowledged (or skipped) in order. */
   private acked = 0;
   private inflight = 0;
@@ -119,7 +119,7 @@ export class BatchPublish {
       const topic = sink.template.render(body, spans);
       const problem = topicNameProblem(topic);
       if (problem !== null) {
-        this.topicProblem = `record ${rec.seq}: topic ${JSON.stringify(topic.slice(0, 200))} ${problem}`;
+        this.unsendable = `record ${rec.seq}: topic ${JSON.stringify(topic.slice(0, 200))} ${problem}`;
         this.stopAt = i;
         break;
       }
@@ -133,6 +133,17 @@ export class BatchPublish {
         };
         if (spans.contentTypeEnd > spans.contentTypeStart) {
           opts.properties.contentType = body.toString('utf8', spans.contentTypeStart, spans.contentTypeEnd);
+        }
+      }
+      const maxPacket = this.link.maximumPacketSize;
+      if (maxPacket > 0) {
+        const size = publishSize(topic, spans.payloadEnd - spans.payloadStart, opts);
+        if (size > maxPacket) {
+          // [MQTT-3.2.2-15] the client must not send a larger packet; sent, the broker would
+          // disconnect, and the retry would send it again for ever.
+          this.unsendable = `record ${rec.seq}: a ${size}-byte PUBLISH, over the broker's Maximum Packet Size ${maxPacket}`;
+          this.stopAt = i;
+          break;
         }
       }
       this.state[i] = SENT;
@@ -223,9 +234,9 @@ export class BatchPublish {
       );
       return;
     }
-    if (this.topicProblem !== null) {
+    if (this.unsendable !== null) {
       this.settle(
-        new SinkSendError(`${this.sink.opts.url}: ${this.topicProblem}`, false, undefined, {
+        new SinkSendError(`${this.sink.opts.url}: ${this.unsendable}`, false, undefined, {
           acked: this.acked,
           refused: 1,
         }),
@@ -274,4 +285,18 @@ function isLoop(body: Buffer, sourceStart: number, sourceEnd: number, ownBrokerK
   if (body.compare(CLIENT_SOURCE, 0, CLIENT_SOURCE.length, sourceStart, sourceEnd) !== 0) return false;
   // Only records of the client source get here: decoding their attributes is off the common path.
   return decodeRecord(body).attributes[BROKER_ATTRIBUTE] === ownBrokerKey;
+}
+
+/** Upper bound of a PUBLISH's size on the wire (fixed header with a 4-byte length at most). */
+function publishSize(topic: string, payloadBytes: number, opts: IClientPublishOptions): number {
+  let size = 5 + 2 + Buffer.byteLength(topic) + 2 + payloadBytes;
+  const props = opts.properties;
+  if (props) {
+    size += 4;
+    if (props.contentType !== undefined) size += 3 + Buffer.byteLength(props.contentType);
+    for (const [k, v] of Object.entries(props.userProperties ?? {})) {
+      size += 5 + Buffer.byteLength(k) + Buffer.byteLength(String(v));
+    }
+  }
+  return size;
 }

@@ -64,6 +64,8 @@ export class Link {
   reason = 'connection closed';
   /** The broker's Receive Maximum (MQTT 5) or 65535. */
   receiveMaximum = MAX_RECEIVE;
+  /** The broker's Maximum Packet Size (MQTT 5), 0 when it set none. */
+  maximumPacketSize = 0;
   /** The batch using this link, told when the link dies. */
   batch: BatchPublish | null = null;
   /**
@@ -215,6 +217,7 @@ export class MqttSink implements Sink {
       const onConnect = (): void => {
         const props = client.serverProperties;
         link.receiveMaximum = props?.receiveMaximum ?? MAX_RECEIVE;
+        link.maximumPacketSize = props?.maximumPacketSize ?? 0;
         link.up = true;
         this.link = link;
         this.stats.connections++;
