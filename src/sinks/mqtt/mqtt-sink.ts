@@ -166,6 +166,10 @@ export class MqttSink implements Sink {
       clientId: o.clientId,
       protocolVersion: o.protocolVersion,
       keepalive: o.keepaliveSeconds,
+      // A PINGREQ every keepalive whatever else flows, instead of moving the ping timer on every
+      // PUBACK (a clearTimeout and setTimeout per record): the link is still given up 1.5 x
+      // keepalive after the last PINGRESP.
+      reschedulePings: false,
       // The dispatcher's retry is the one schedule (see the class comment).
       reconnectPeriod: 0,
       connectTimeout: o.connectTimeoutMs,
