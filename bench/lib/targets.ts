@@ -314,7 +314,13 @@ export async function startEdgeferryMqtt(opts: EdgeferryTargetOptions): Promise<
     'edgeferry (mqtt sink)',
     opts,
     consumer,
-    { name: 'bench', type: 'mqtt', url: `mqtt://127.0.0.1:${cloud.port}`, batch: opts.batch },
+    {
+      name: 'bench',
+      type: 'mqtt',
+      url: `mqtt://127.0.0.1:${cloud.port}`,
+      batch: opts.batch,
+      window: opts.env?.mqttWindow ?? 100,
+    },
     () => ({}),
   );
 }

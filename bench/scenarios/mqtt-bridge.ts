@@ -44,7 +44,7 @@ export const mqttBridge: Scenario = {
     notes.push(...out.notes);
     notes.push('ratios beside the http row = grpc / http and mqtt / http');
     notes.push(
-      'all sinks: batch { maxRecords: 1000, maxBytes: 1MiB, lingerMs: 5 }. mqtt: MQTT 5, QoS 1, window 100 (mosquitto ' +
+      `all sinks: batch { maxRecords: 1000, maxBytes: 1MiB, lingerMs: 5 }. mqtt: MQTT 5, QoS 1, window ${env.mqttWindow} (mosquitto ` +
         'advertises no Receive Maximum below it), topic edge/{node}/{topic}, user properties edgeferry-node and ' +
         'edgeferry-record-id on every publish; mosquitto with set_tcp_nodelay, its CPU not in the cpu columns (as ' +
         "the HTTP and gRPC receivers' is not). The subscriber's latency is from the publisher's send time in the payload",
@@ -54,7 +54,7 @@ export const mqttBridge: Scenario = {
     return {
       params: {
         ...spec,
-        sink: { batch: QOS1_SINK_BATCH, mqtt: { protocolVersion: 5, qos: 1, window: 100 } },
+        sink: { batch: QOS1_SINK_BATCH, mqtt: { protocolVersion: 5, qos: 1, window: env.mqttWindow } },
         journal: { fsync: false },
         edgeferryOverrides: env.edgeferryOverrides,
       },

@@ -241,7 +241,7 @@ describe('mqtt bridge sink: records it must not send', () => {
 
   itWithPeer(
     MOSQUITTO,
-    'loop rule: a record the client source took from this same broker is not published back; one from another broker is',
+    'loop rule: a record the client source took from this same broker is not published back; one from another broker is (content type kept)',
     async () => {
       const b = await broker();
       const sub = await subscriber(b.url);
@@ -254,6 +254,7 @@ describe('mqtt bridge sink: records it must not send', () => {
         device: 'site-broker',
         topic: `t/${i}`,
         payload: Buffer.from(`m${i}`),
+        contentType: i === 1 ? 'application/json' : undefined,
         attributes: brokerAttr ? { broker: brokerAttr, qos: '1' } : undefined,
       });
       const own = brokerKey(b.url);
@@ -268,6 +269,7 @@ describe('mqtt bridge sink: records it must not send', () => {
       await eventually(() => d.position === 5, 'the cursor at 5');
       await eventually(() => sub.received.length >= 3, 'the three that may go');
       expectInOrder(j, sub.received, [1, 3, 5]);
+      expect(sub.received.map((m) => m.contentType)).toEqual(['application/json', undefined, undefined]);
       expect(sink.stats).toMatchObject({ published: 3, loopSkipped: 2 });
       expect(d.status().counters).toMatchObject({ delivered: 5, deadLettered: 0 });
     },

@@ -2,11 +2,12 @@
 // awaiting PUBACK, and the count of leading records acknowledged in order (what the dispatcher's
 // cursor may pass). Its state lives in this object and a byte per record, not in closures.
 
-import type { IClientPublishOptions } from 'mqtt';
+import { ReasonCodes } from 'mqtt';
 import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
 import type { OutboundBatch } from '../../core/pipeline.ts';
 import { decodeRecord, recordId } from '../../core/record.ts';
 import type { Link, MqttSink } from './mqtt-sink.ts';
+import { MAX_REMAINING_LENGTH } from './publish-packet.ts';
 import { topicNameProblem } from './topic-template.ts';
 
 const PENDING = 0;
@@ -92,18 +93,24 @@ export class BatchPublish {
     this.pump();
   }
 
-  /** Publishes while the window has room, then settles once nothing is left in flight. */
+  /**
+   * Publishes while the window has room, all of this turn's packets in one socket write, then
+   * settles once nothing is left in flight.
+   */
   private pump(): void {
     const sink = this.sink;
+    const link = this.link;
     const window = sink.window;
     const records = this.batch.records;
-    const client = this.link.client;
     const spans = sink.spans;
-    const v5 = sink.opts.protocolVersion === 5;
+    const f = sink.fields;
+    const qos0 = sink.opts.qos === 0;
+    const from = this.next;
+    const packets: Buffer[] = [];
     while (this.next < this.stopAt && this.inflight < window && !this.settled) {
       const i = this.next;
       const rec = records[i];
-      if (this.link.ahead.size > 0 && this.link.ahead.delete(rec.seq)) {
+      if (link.ahead.size > 0 && link.ahead.delete(rec.seq)) {
         this.done(i);
         this.next++;
         continue;
@@ -123,39 +130,53 @@ export class BatchPublish {
         this.stopAt = i;
         break;
       }
-      const opts: IClientPublishOptions = { qos: sink.opts.qos, retain: sink.opts.retain };
-      if (v5) {
-        opts.properties = {
-          userProperties: {
-            'edgeferry-node': sink.opts.node,
-            'edgeferry-record-id': recordId(this.batch.epoch, rec.seq),
-          },
-        };
-        if (spans.contentTypeEnd > spans.contentTypeStart) {
-          opts.properties.contentType = body.toString('utf8', spans.contentTypeStart, spans.contentTypeEnd);
-        }
+      const topicBytes = Buffer.byteLength(topic);
+      f.topic = topic;
+      f.body = body;
+      f.payloadStart = spans.payloadStart;
+      f.payloadEnd = spans.payloadEnd;
+      f.recordId = recordId(this.batch.epoch, rec.seq);
+      f.contentType =
+        spans.contentTypeEnd > spans.contentTypeStart
+          ? body.toString('utf8', spans.contentTypeStart, spans.contentTypeEnd)
+          : null;
+      const size = sink.encoder.size(f, topicBytes);
+      const maxPacket = link.maximumPacketSize;
+      if (size - 5 > MAX_REMAINING_LENGTH || (maxPacket > 0 && size > maxPacket)) {
+        // [MQTT-3.2.2-15] the client must not send a larger packet; sent, the broker would
+        // disconnect, and the retry would send it again for ever.
+        const limit = maxPacket > 0 ? `the broker's Maximum Packet Size ${maxPacket}` : 'the MQTT maximum';
+        this.unsendable = `record ${rec.seq}: a ${size}-byte PUBLISH, over ${limit}`;
+        this.stopAt = i;
+        break;
       }
-      const maxPacket = this.link.maximumPacketSize;
-      if (maxPacket > 0) {
-        const size = publishSize(topic, spans.payloadEnd - spans.payloadStart, opts);
-        if (size > maxPacket) {
-          // [MQTT-3.2.2-15] the client must not send a larger packet; sent, the broker would
-          // disconnect, and the retry would send it again for ever.
-          this.unsendable = `record ${rec.seq}: a ${size}-byte PUBLISH, over the broker's Maximum Packet Size ${maxPacket}`;
-          this.stopAt = i;
-          break;
-        }
-      }
+      const packetId = qos0 ? 0 : link.allocatePacketId(i);
+      packets.push(sink.encoder.encode(f, topicBytes, packetId));
       this.state[i] = SENT;
       this.next++;
       this.inflight++;
       if (this.inflight > sink.stats.maxInflight) sink.stats.maxInflight = this.inflight;
       sink.stats.published++;
-      client.publish(topic, body.subarray(spans.payloadStart, spans.payloadEnd), opts, (err) =>
-        this.onAck(i, err),
-      );
+    }
+    if (packets.length > 0) {
+      const bytes = packets.length === 1 ? packets[0] : Buffer.concat(packets);
+      // QoS 0 is delivered once written; QoS 1 once its PUBACK comes (onPuback).
+      if (qos0) link.client.stream.write(bytes, (err) => this.onWritten(from, this.next, err));
+      else link.client.stream.write(bytes);
     }
     if (!this.settled && this.inflight === 0 && this.next >= this.stopAt) this.finish();
+  }
+
+  /** QoS 0: the socket took records `from..to` (or failed, when the connection is going). */
+  private onWritten(from: number, to: number, err: Error | null | undefined): void {
+    if (this.settled || err) return;
+    for (let i = from; i < to; i++) {
+      if (this.state[i] === SENT) {
+        this.inflight--;
+        this.done(i);
+      }
+    }
+    this.schedulePump();
   }
 
   /**
@@ -181,32 +202,25 @@ export class BatchPublish {
     this.acked = k;
   }
 
-  /** A PUBACK (or, QoS 0, the socket write) for record `i`. */
-  private onAck(i: number, err: Error | undefined): void {
+  /** The PUBACK of record `i`, with its reason code (0 for MQTT 3.1.1). */
+  onPuback(i: number, rc: number): void {
     if (this.settled || this.state[i] !== SENT) return;
     this.inflight--;
-    if (!err) {
+    // [MQTT-3.4.2.1] codes below 0x80 are success (0x10: no matching subscribers).
+    if (rc < 0x80) {
       this.done(i);
       this.schedulePump();
       return;
     }
-    const code = (err as { code?: unknown }).code;
-    if (typeof code !== 'number') {
-      // Not a broker's answer but mqtt.js flushing its callbacks ("Connection closed") as it
-      // tears the connection down; the reason ("Keepalive timeout") is emitted just after.
-      setImmediate(this.sink.down.bind(this.sink), this.link);
-      return;
-    }
-    const rc = code;
     this.state[i] = PENDING;
     if (i < this.failedAt) {
       const seq = this.batch.records[i].seq;
-      const what = `publish of record ${seq} to ${this.sink.opts.url}: ${err.message} (reason code 0x${rc.toString(16)})`;
+      const what =
+        `publish of record ${seq} to ${this.sink.opts.url}: PUBACK ` +
+        `${ReasonCodes[rc as keyof typeof ReasonCodes] ?? 'error'} (reason code 0x${rc.toString(16)})`;
       this.failedAt = i;
       this.failure =
-        rc === NOT_AUTHORIZED
-          ? new SinkAuthError(what, { cause: err })
-          : new SinkSendError(what, !REFUSED.has(rc), undefined, { cause: err });
+        rc === NOT_AUTHORIZED ? new SinkAuthError(what) : new SinkSendError(what, !REFUSED.has(rc));
     }
     // Nothing more goes out; those already out are waited for, so the ones the broker took
     // are known (Link.ahead) and not published again on this connection.
@@ -225,12 +239,8 @@ export class BatchPublish {
       const refused = failure.retryable ? undefined : 1;
       this.settle(
         failure instanceof SinkAuthError
-          ? new SinkAuthError(failure.message, { cause: failure.cause, acked })
-          : new SinkSendError(failure.message, failure.retryable, undefined, {
-              cause: failure.cause,
-              acked,
-              refused,
-            }),
+          ? new SinkAuthError(failure.message, { acked })
+          : new SinkSendError(failure.message, failure.retryable, undefined, { acked, refused }),
       );
       return;
     }
@@ -285,18 +295,4 @@ function isLoop(body: Buffer, sourceStart: number, sourceEnd: number, ownBrokerK
   if (body.compare(CLIENT_SOURCE, 0, CLIENT_SOURCE.length, sourceStart, sourceEnd) !== 0) return false;
   // Only records of the client source get here: decoding their attributes is off the common path.
   return decodeRecord(body).attributes[BROKER_ATTRIBUTE] === ownBrokerKey;
-}
-
-/** Upper bound of a PUBLISH's size on the wire (fixed header with a 4-byte length at most). */
-function publishSize(topic: string, payloadBytes: number, opts: IClientPublishOptions): number {
-  let size = 5 + 2 + Buffer.byteLength(topic) + 2 + payloadBytes;
-  const props = opts.properties;
-  if (props) {
-    size += 4;
-    if (props.contentType !== undefined) size += 3 + Buffer.byteLength(props.contentType);
-    for (const [k, v] of Object.entries(props.userProperties ?? {})) {
-      size += 5 + Buffer.byteLength(k) + Buffer.byteLength(String(v));
-    }
-  }
-  return size;
 }

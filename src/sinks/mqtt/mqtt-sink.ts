@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import type { Writable } from 'node:stream';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
@@ -7,6 +6,7 @@ import { brokerKey } from '../../core/mqtt-broker-key.ts';
 import type { OutboundBatch, Sink } from '../../core/pipeline.ts';
 import { RecordFieldSpans } from '../../core/record.ts';
 import { BatchPublish } from './batch-publish.ts';
+import { PublishEncoder, type PublishFields } from './publish-packet.ts';
 import { TopicTemplate } from './topic-template.ts';
 
 export interface MqttTlsOptions {
@@ -75,9 +75,32 @@ export class Link {
    */
   readonly ahead = new Set<number>();
   aheadEpoch = '';
+  /** Record index + 1 of the current batch by packet id in flight, 0 when free. */
+  private readonly slots = new Int32Array(65536);
+  private nextPacketId = 1;
 
   constructor(client: MqttClient) {
     this.client = client;
+  }
+
+  /**
+   * A packet id for record `i`. The sink owns every id of its connection (it never calls
+   * mqtt.js' publish); with at most `window` (<= 65535) in flight, a free one always exists.
+   */
+  allocatePacketId(i: number): number {
+    let id = this.nextPacketId;
+    while (this.slots[id] !== 0) id = id === 65535 ? 1 : id + 1;
+    this.nextPacketId = id === 65535 ? 1 : id + 1;
+    this.slots[id] = i + 1;
+    return id;
+  }
+
+  /** A PUBACK: to the record waiting for it, if any (a stray or late one is ignored). */
+  onPuback(packetId: number, reasonCode: number): void {
+    const slot = this.slots[packetId];
+    if (slot === 0) return;
+    this.slots[packetId] = 0;
+    this.batch?.onPuback(slot - 1, reasonCode);
   }
 }
 
@@ -103,6 +126,15 @@ export class MqttSink implements Sink {
   readonly ownBrokerKey: string;
   /** Reused for every record: scanning a body allocates nothing. */
   readonly spans = new RecordFieldSpans();
+  readonly fields: PublishFields = {
+    topic: '',
+    body: EMPTY,
+    payloadStart: 0,
+    payloadEnd: 0,
+    recordId: '',
+    contentType: null,
+  };
+  readonly encoder: PublishEncoder;
   private link: Link | null = null;
   private connecting: Promise<Link> | null = null;
   private closing = false;
@@ -111,6 +143,7 @@ export class MqttSink implements Sink {
     this.opts = opts;
     this.name = opts.name;
     this.template = new TopicTemplate(opts.topic, opts.node);
+    this.encoder = new PublishEncoder(opts);
     this.ownBrokerKey = brokerKey(opts.url);
   }
 
@@ -200,7 +233,6 @@ export class MqttSink implements Sink {
     // A batch's last publishes would otherwise wait in Nagle's buffer for the ACK of the ones
     // before them, and the broker's delayed ACK holds that for 40 ms: once per batch.
     (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-    coalesceWrites(client.stream as Writable);
     const link = new Link(client);
     return new Promise<Link>((resolve, reject) => {
       let lastError: Error | null = null;
@@ -233,6 +265,9 @@ export class MqttSink implements Sink {
       };
       const onAbort = (): void => settle(fail(String((signal.reason as Error)?.message ?? signal.reason)));
       client.on('connect', onConnect);
+      client.on('packetreceive', (p) => {
+        if (p.cmd === 'puback') link.onPuback(p.messageId ?? 0, p.reasonCode ?? 0);
+      });
       // Handled for the client's whole life: an unhandled 'error' would throw.
       client.on('error', (err: Error) => {
         lastError = err;
@@ -265,24 +300,4 @@ export class MqttSink implements Sink {
 
 function noop(): void {}
 
-/**
- * mqtt-packet writes a PUBLISH as many small chunks (header, topic, each property, payload) into
- * a corked socket; flushed, they became one writev of thousands of tiny buffers per window,
- * the larger part of the sink's CPU. Joined into one buffer first, they are one plain write.
- */
-function coalesceWrites(stream: Writable): void {
-  const write = stream._write;
-  if (typeof write !== 'function') return;
-  stream._writev = function writev(
-    chunks: { chunk: Buffer | string; encoding: BufferEncoding }[],
-    cb: (err?: Error | null) => void,
-  ): void {
-    const bufs = new Array<Buffer>(chunks.length);
-    for (let k = 0; k < chunks.length; k++) {
-      const c = chunks[k].chunk;
-      bufs[k] = typeof c === 'string' ? Buffer.from(c, chunks[k].encoding) : c;
-    }
-    // 'buffer' is what Writable passes _write for a Buffer chunk (not a BufferEncoding).
-    write.call(this, Buffer.concat(bufs), 'buffer' as BufferEncoding, cb);
-  };
-}
+const EMPTY = Buffer.alloc(0);
