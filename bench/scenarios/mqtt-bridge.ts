@@ -42,6 +42,14 @@ export const mqttBridge: Scenario = {
     else notes.push('mosquitto is not installed: the mqtt row is skipped');
     const out = await compareStarters(ctx, spec, starters);
     notes.push(...out.notes);
+    const mqttRow = out.rows.find((r) => r.target === 'edgeferry mqtt' && !r.error);
+    const cloudMs = (mqttRow?.detail?.counters as Record<string, number> | undefined)?.cloudBrokerCpuMs;
+    if (mqttRow && cloudMs !== undefined && mqttRow.metrics.received) {
+      notes.push(
+        `edgeferry mqtt: the cloud mosquitto used ${Math.round(cloudMs)} ms CPU in the run, ` +
+          `${((cloudMs * 1000) / mqttRow.metrics.received).toFixed(1)} us per delivered record (in "other CPU %")`,
+      );
+    }
     notes.push('ratios beside the http row = grpc / http and mqtt / http');
     notes.push(
       `all sinks: batch { maxRecords: 1000, maxBytes: 1MiB, lingerMs: 5 }. mqtt: MQTT 5, QoS 1, window ${env.mqttWindow} (mosquitto ` +
