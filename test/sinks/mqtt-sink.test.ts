@@ -362,6 +362,27 @@ describe('mqtt bridge sink: the broker sets the terms', () => {
 
   itWithPeer(
     MOSQUITTO,
+    'a broker that takes QoS 0 only (CONNACK Maximum QoS 0) is not published to at QoS 1: backoff, with the reason',
+    async () => {
+      const b = await broker({ extraConfig: ['max_qos 0'] });
+      const j = await openJournal();
+      const sink = bridge(b.url);
+      const d = await startDispatcher(sink, j, { retry: { minMs: 20, maxMs: 100 } });
+      await appendRange(j, 1, 5);
+
+      await eventually(
+        () => d.status().state === 'backoff' && d.status().counters.retries >= 2,
+        'backing off',
+      );
+      expect(d.status().lastError).toContain('CONNACK Maximum QoS): set qos: 0');
+      expect(sink.stats).toMatchObject({ connections: 0, published: 0 });
+      expect(d.status()).toMatchObject({ cursor: 0, counters: { deadLettered: 0 } });
+    },
+    30_000,
+  );
+
+  itWithPeer(
+    MOSQUITTO,
     'MQTT 3.1.1 and QoS 0: delivered in order without user properties',
     async () => {
       const b = await broker();

@@ -230,8 +230,8 @@ export class MqttSink implements Sink {
       return Promise.reject(fail((err as Error).message, err));
     }
     const client = mqtt.connect(o.url, options);
-    // A batch's last publishes would otherwise wait in Nagle's buffer for the ACK of the ones
-    // before them, and the broker's delayed ACK holds that for 40 ms: once per batch.
+    // Each refill of the window is one small write while earlier ones await their TCP ACK:
+    // Nagle would hold it until that ACK, which the broker may delay by up to 40 ms.
     (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     const link = new Link(client);
     return new Promise<Link>((resolve, reject) => {
@@ -252,6 +252,18 @@ export class MqttSink implements Sink {
       };
       const onConnect = (): void => {
         const props = client.serverProperties;
+        // [MQTT-3.2.2-9, -14] a publish above the broker's Maximum QoS, or retained where it has
+        // no retain, makes it disconnect: say why instead of retrying into that for ever.
+        const unsupported =
+          o.qos > (props?.maximumQoS ?? 2)
+            ? `the broker accepts QoS ${props?.maximumQoS} at most (CONNACK Maximum QoS): set qos: 0`
+            : o.retain && props?.retainAvailable === false
+              ? 'the broker has no retained messages (CONNACK Retain Available 0): set retain: false'
+              : null;
+        if (unsupported !== null) {
+          settle(fail(unsupported));
+          return;
+        }
         link.receiveMaximum = props?.receiveMaximum ?? MAX_RECEIVE;
         link.maximumPacketSize = props?.maximumPacketSize ?? 0;
         link.up = true;
