@@ -14,6 +14,7 @@ import { brokerKey } from '../../src/core/mqtt-broker-key.ts';
 import type { RecordInput } from '../../src/core/record.ts';
 import type { Journal } from '../../src/journal/journal.ts';
 import { MqttSink, type MqttSinkOptions } from '../../src/sinks/mqtt/mqtt-sink.ts';
+import { generatePki } from '../grpc/certs.ts';
 import { baseConfig, eventually, startDaemon, tempDir, writeConfig } from '../helpers/daemon.ts';
 import {
   appendRange,
@@ -306,6 +307,38 @@ describe('mqtt bridge sink: the broker sets the terms', () => {
       fs.writeFileSync(passwordFile, 's3cret\n');
       await eventually(() => d.position === 20, 'delivered with the corrected password');
       expect(d.status()).toMatchObject({ state: 'up', lastError: null });
+    },
+    30_000,
+  );
+
+  itWithPeer(
+    MOSQUITTO,
+    'mqtts:// with a client certificate (mTLS) delivers; a client certificate from another CA does not',
+    async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeferry-mqtt-tls-'));
+      onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
+      const pki = generatePki(dir);
+      const b = await broker({
+        extraConfig: [
+          `cafile ${pki.caFile}`,
+          `certfile ${pki.serverCertFile}`,
+          `keyfile ${pki.serverKeyFile}`,
+          'require_certificate true',
+        ],
+      });
+      const url = `mqtts://127.0.0.1:${b.port}`;
+      const tls = { caFile: pki.caFile, certFile: pki.clientCertFile, keyFile: pki.clientKeyFile };
+      const j = await openJournal();
+      const good = await startDispatcher(bridge(url, { tls, name: 'good' }), j);
+      const wrong = { ...tls, certFile: pki.otherClientCertFile, keyFile: pki.otherClientKeyFile };
+      const bad = await startDispatcher(bridge(url, { tls: wrong, name: 'bad' }), j, {
+        retry: { minMs: 20, maxMs: 100 },
+      });
+      await appendRange(j, 1, 50);
+
+      await eventually(() => good.position === 50, 'delivered over mTLS');
+      await eventually(() => bad.status().counters.retries >= 2, 'the other CA refused');
+      expect(bad.status()).toMatchObject({ state: 'backoff', cursor: 0 });
     },
     30_000,
   );

@@ -7,7 +7,7 @@ import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
 import type { OutboundBatch } from '../../core/pipeline.ts';
 import { decodeRecord, recordId } from '../../core/record.ts';
 import type { Link, MqttSink } from './mqtt-sink.ts';
-import { MAX_REMAINING_LENGTH } from './publish-packet.ts';
+import { MAX_REMAINING_LENGTH, PublishEncoder } from './publish-packet.ts';
 import { topicNameProblem } from './topic-template.ts';
 
 const PENDING = 0;
@@ -140,9 +140,10 @@ export class BatchPublish {
         spans.contentTypeEnd > spans.contentTypeStart
           ? body.toString('utf8', spans.contentTypeStart, spans.contentTypeEnd)
           : null;
-      const size = sink.encoder.size(f, topicBytes);
+      const rest = sink.encoder.remainingLength(f, topicBytes);
+      const size = PublishEncoder.packetSize(rest);
       const maxPacket = link.maximumPacketSize;
-      if (size - 5 > MAX_REMAINING_LENGTH || (maxPacket > 0 && size > maxPacket)) {
+      if (rest > MAX_REMAINING_LENGTH || (maxPacket > 0 && size > maxPacket)) {
         // [MQTT-3.2.2-15] the client must not send a larger packet; sent, the broker would
         // disconnect, and the retry would send it again for ever.
         const limit = maxPacket > 0 ? `the broker's Maximum Packet Size ${maxPacket}` : 'the MQTT maximum';
@@ -151,7 +152,7 @@ export class BatchPublish {
         break;
       }
       const packetId = qos0 ? 0 : link.allocatePacketId(i);
-      packets.push(sink.encoder.encode(f, topicBytes, packetId));
+      packets.push(sink.encoder.encode(f, topicBytes, packetId, rest));
       this.state[i] = SENT;
       this.next++;
       this.inflight++;
@@ -161,7 +162,8 @@ export class BatchPublish {
     if (packets.length > 0) {
       const bytes = packets.length === 1 ? packets[0] : Buffer.concat(packets);
       // QoS 0 is delivered once written; QoS 1 once its PUBACK comes (onPuback).
-      if (qos0) link.client.stream.write(bytes, (err) => this.onWritten(from, this.next, err));
+      const to = this.next;
+      if (qos0) link.client.stream.write(bytes, (err) => this.onWritten(from, to, err));
       else link.client.stream.write(bytes);
     }
     if (!this.settled && this.inflight === 0 && this.next >= this.stopAt) this.finish();

@@ -64,10 +64,9 @@ export class PublishEncoder {
     this.nodeProperty = userProperty(NODE_KEY, opts.node);
   }
 
-  /** The packet's size in bytes, to check against the broker's Maximum Packet Size first. */
-  size(f: PublishFields, topicBytes: number): number {
-    const rest = this.remainingLength(f, topicBytes);
-    return 1 + varintSize(rest) + rest;
+  /** The whole packet's size for a remaining length, to check the broker's Maximum Packet Size. */
+  static packetSize(remainingLength: number): number {
+    return 1 + varintSize(remainingLength) + remainingLength;
   }
 
   /** Bytes after the fixed header; may exceed MAX_REMAINING_LENGTH (the caller refuses it). */
@@ -86,9 +85,8 @@ export class PublishEncoder {
     return n;
   }
 
-  /** Writes the PUBLISH of `f` with `packetId` into a new buffer. */
-  encode(f: PublishFields, topicBytes: number, packetId: number): Buffer {
-    const rest = this.remainingLength(f, topicBytes);
+  /** Writes the PUBLISH of `f` with `packetId` into a new buffer; `rest` from remainingLength. */
+  encode(f: PublishFields, topicBytes: number, packetId: number, rest: number): Buffer {
     const buf = Buffer.allocUnsafe(1 + varintSize(rest) + rest);
     buf[0] = this.firstByte;
     let pos = writeVarint(buf, 1, rest);
