@@ -14,6 +14,7 @@ import { brokerKey } from '../../src/core/mqtt-broker-key.ts';
 import type { RecordInput } from '../../src/core/record.ts';
 import type { Journal } from '../../src/journal/journal.ts';
 import { MqttSink, type MqttSinkOptions } from '../../src/sinks/mqtt/mqtt-sink.ts';
+import { templatePrefix } from '../../src/sinks/mqtt/topic-template.ts';
 import { generatePki } from '../grpc/certs.ts';
 import { baseConfig, eventually, startDaemon, tempDir, writeConfig } from '../helpers/daemon.ts';
 import {
@@ -528,5 +529,15 @@ describe('mqtt bridge sink: config', () => {
     expect(problem({ url: 'mqtt://c', tls: { caFile: '/ca' } })).toContain('sinks[0].url: must be mqtts://');
     expect(problem({ url: 'mqtts://c', tls: { certFile: '/c' } })).toContain('sinks[0].tls.certFile');
     expect(problem({ url: 'mqtt://c', windw: 5 })).toContain('windw');
+  });
+});
+
+describe('mqtt bridge sink: topic template prefix (for the client source on MQTT 3.1.1)', () => {
+  it('is the literal start of every rendered topic, or null when a record field comes first', () => {
+    expect(templatePrefix('edge/{node}/{topic}', 'n1')).toBe('edge/n1/');
+    expect(templatePrefix('up/{node}', 'n1')).toBe('up/n1');
+    expect(templatePrefix('fixed/topic', 'n1')).toBe('fixed/topic');
+    expect(templatePrefix('{topic}/x', 'n1')).toBeNull();
+    expect(templatePrefix('{node}{device}', 'n1')).toBe('n1');
   });
 });

@@ -43,6 +43,25 @@ export function templateProblem(template: string): string | null {
   return null;
 }
 
+/**
+ * The literal start of every topic the template renders (`edge/n1/` for `edge/{node}/{topic}`
+ * on node n1), or null when a record field comes first and no prefix is common to all. The MQTT
+ * client source drops what arrives under it when the broker is MQTT 3.1.1 (no user properties to
+ * recognise the bridge's own publishes by): README, loop prevention.
+ */
+export function templatePrefix(template: string, node: string): string | null {
+  let prefix = '';
+  let last = 0;
+  for (const m of template.matchAll(PLACEHOLDER)) {
+    prefix += template.slice(last, m.index);
+    if (m[1] !== 'node') return prefix === '' ? null : prefix;
+    prefix += node;
+    last = m.index + m[0].length;
+  }
+  prefix += template.slice(last);
+  return prefix === '' ? null : prefix;
+}
+
 export class TopicTemplate {
   private readonly parts: Part[] = [];
   /** The whole template when it names no record field (every record goes to one topic). */
