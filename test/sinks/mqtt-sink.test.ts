@@ -28,7 +28,7 @@ import {
 } from '../helpers/dispatch-fixture.ts';
 import { type MosquittoOptions, startMosquitto } from '../helpers/mosquitto-broker.ts';
 import { type Received, type Subscriber, subscribe } from '../helpers/mqtt-subscriber.ts';
-import { bridgeOptions } from '../helpers/mqtt-upstream.ts';
+import { bridgeOptions, MqttUpstream } from '../helpers/mqtt-upstream.ts';
 import { itWithPeer, mosquittoBroker } from '../interop/peer-tools.ts';
 
 afterEach(runCleanups);
@@ -539,5 +539,32 @@ describe('mqtt bridge sink: topic template prefix (for the client source on MQTT
     expect(templatePrefix('fixed/topic', 'n1')).toBe('fixed/topic');
     expect(templatePrefix('{topic}/x', 'n1')).toBeNull();
     expect(templatePrefix('{node}{device}', 'n1')).toBe('n1');
+  });
+});
+
+describe('mqtt bridge sink: resources', () => {
+  it('200 connections dropped under it leave no socket or client behind, and lose nothing', async () => {
+    const up = new MqttUpstream();
+    await up.start();
+    onCleanup(() => up.stop());
+    let drops = 0;
+    up.answer = () => (drops++ < 200 ? 'retry' : 'accept');
+    const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
+    const sockets = () => count('TCPSocketWrap');
+    const before = sockets();
+    const timersBefore = count('Timeout');
+    const j = await openJournal();
+    const sink = bridge(up.url);
+    const d = await startDispatcher(sink, j, { retry: { minMs: 1, maxMs: 2 } });
+    await appendRange(j, 1, 20);
+
+    await eventually(() => d.position === 20, 'delivered after 200 dropped connections');
+    expect(sink.stats.connections).toBe(201);
+    expect(up.accepted.map((m) => m.payload.toString())).toEqual(range(1, 20).map((i) => `m${i}`));
+    // The live connection: its two ends.
+    await eventually(() => sockets() <= before + 2, 'only the live connection open');
+    // A dead client's keepalive or connect timer would stay: 200 of them.
+    expect(count('Timeout')).toBeLessThan(timersBefore + 10);
+    console.info(`mqtt bridge after 200 reconnects: ${count('Timeout') - timersBefore} more timers`);
   });
 });
