@@ -6,6 +6,7 @@
 
 import type { AdminServer } from './admin/admin-server.ts';
 import type { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
+import { bridgeLoop } from './config/mqtt-loop.ts';
 import type { Config } from './config/schema.ts';
 import { compactHeap } from './core/compact-heap.ts';
 import type { Logger } from './core/logger.ts';
@@ -41,6 +42,28 @@ async function createSink(cfg: SinkConfig, nodeId: string, log: Logger): Promise
         headers: cfg.headers,
         payloadEncoding: cfg.payloadEncoding,
         timeoutMs: cfg.timeoutMs,
+      });
+    }
+    case 'mqtt': {
+      const { MqttSink } = await import('./sinks/mqtt/mqtt-sink.ts');
+      return new MqttSink({
+        name: cfg.name,
+        url: cfg.url,
+        node: nodeId,
+        clientId: cfg.clientId ?? `edgeferry-${nodeId}`,
+        username: cfg.username,
+        password: cfg.password,
+        passwordFile: cfg.passwordFile,
+        tls: cfg.tls,
+        protocolVersion: cfg.protocolVersion,
+        topic: cfg.topic,
+        qos: cfg.qos,
+        retain: cfg.retain,
+        window: cfg.window,
+        keepaliveSeconds: cfg.keepaliveSeconds,
+        // A broker that takes the connection but never answers it is given up with the batch.
+        connectTimeoutMs: cfg.timeoutMs,
+        log,
       });
     }
   }
@@ -147,7 +170,13 @@ export class Gateway {
       const { MqttClientSource } = await import('./sources/mqtt-client/mqtt-client-source.ts');
       const client = new MqttClientSource(
         // ignoreTopicPrefixes: the topics of mqtt sinks publishing to this same broker (3.1.1 loop rule).
-        { ...mc, url: mc.url, clientId: mc.clientId, nodeId: c.node.id, ignoreTopicPrefixes: [] },
+        {
+          ...mc,
+          url: mc.url,
+          clientId: mc.clientId,
+          nodeId: c.node.id,
+          ignoreTopicPrefixes: bridgeLoop(c).prefixes,
+        },
         journal,
         this.log.child({ component: 'mqtt-client' }),
       );

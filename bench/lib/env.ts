@@ -34,6 +34,8 @@ export interface BenchEnv {
    * '{"journal":{"groupCommit":{"maxDelayMs":0}}}'.
    */
   edgeferryOverrides: Record<string, unknown> | null;
+  /** `mqtt-bridge`: the MQTT sink's window, publishes awaiting PUBACK (BENCH_MQTT_WINDOW). */
+  mqttWindow: number;
   /** Total msgs/s of the paced scenarios, spread over the publishers (BENCH_RATE). */
   rate: number;
   /** Length of the paced run in `mqtt-qos1-paced` (BENCH_PACED_SECONDS). */
@@ -126,6 +128,7 @@ export function readEnv(): BenchEnv {
     timeoutMs: int('BENCH_TIMEOUT_MS', 120_000, 1000),
     cpuProfDir: process.env.BENCH_CPU_PROF || null,
     edgeferryOverrides: jsonObject('BENCH_EDGEFERRY_CONFIG'),
+    mqttWindow: int('BENCH_MQTT_WINDOW', 100, 1, 65535),
     rate: int('BENCH_RATE', 20_000, 1),
     pacedSeconds: int('BENCH_PACED_SECONDS', 6, 1, 3600),
     qos0Rate: int('BENCH_QOS0_RATE', 0, 0),

@@ -13,7 +13,7 @@ import type { BenchEnv } from './env.ts';
 import { GrpcConsumer } from './grpc-consumer.ts';
 import { BenchReceiver, type BenchReceiverOptions } from './http-receiver.ts';
 import { MqttSubscriber } from './mqtt-sub.ts';
-import { freePort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
+import { freePort, makeTempDir, ProcSampler, readProc, removeTempDir, stopChild, track } from './proc.ts';
 
 export const MOSQUITTO_BIN = process.env.BENCH_MOSQUITTO ?? '/usr/sbin/mosquitto';
 
@@ -235,6 +235,19 @@ export function mosquittoInstalled(): boolean {
   return existsSync(MOSQUITTO_BIN);
 }
 
+/** The subscriber on the bridge sink's broker: closing it stops that broker too. */
+class CloudSubscriber extends MqttSubscriber {
+  private readonly stopBroker: () => Promise<void>;
+  constructor(stopBroker: () => Promise<void>) {
+    super();
+    this.stopBroker = stopBroker;
+  }
+  override async close(): Promise<void> {
+    await super.close();
+    await this.stopBroker();
+  }
+}
+
 export interface MosquittoProcess {
   port: number;
   proc: ChildProcess;
@@ -279,6 +292,39 @@ export async function spawnMosquitto(extraConfig: string[] = []): Promise<Mosqui
 export async function startMosquitto(): Promise<MqttTarget> {
   const m = await spawnMosquitto();
   return withSubscriber('mosquitto', m.port, m, m.cleanup);
+}
+
+/**
+ * edgeferry with one MQTT bridge sink (`type: mqtt`, MQTT 5, QoS 1) publishing to a mosquitto
+ * started here (the "cloud" broker), where one QoS 1 subscriber on `edge/#` measures arrival.
+ */
+export async function startEdgeferryMqtt(opts: EdgeferryTargetOptions): Promise<MqttTarget> {
+  const cloud = await spawnMosquitto();
+  const stopCloud = async () => {
+    await stopChild(cloud.proc, 5000);
+    cloud.cleanup();
+  };
+  const consumer = new CloudSubscriber(stopCloud);
+  try {
+    await consumer.start('127.0.0.1', cloud.port, 'edge/#', 1, 'bench-cloud-sub');
+  } catch (err) {
+    await stopCloud();
+    throw err;
+  }
+  return edgeferryTarget(
+    'edgeferry (mqtt sink)',
+    opts,
+    consumer,
+    {
+      name: 'bench',
+      type: 'mqtt',
+      url: `mqtt://127.0.0.1:${cloud.port}`,
+      batch: opts.batch,
+      window: opts.env?.mqttWindow ?? 100,
+    },
+    // The cloud broker's CPU is not the target's; kept apart so the notes can show it.
+    () => ({ cloudBrokerCpuMs: (readProc(cloud.proc.pid!)?.cpuSec ?? 0) * 1000 }),
+  );
 }
 
 /** The null broker: acknowledges everything, forwards nothing (`ackEach`: one write per PUBACK). */

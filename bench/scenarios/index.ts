@@ -7,6 +7,7 @@ import { coap } from './coap.ts';
 import { grpcSink } from './grpc-sink.ts';
 import { loadgenCeiling } from './loadgen-ceiling.ts';
 import { modbus } from './modbus.ts';
+import { mqttBridge } from './mqtt-bridge.ts';
 import { mqttClient } from './mqtt-client.ts';
 import { mqttQos0 } from './mqtt-qos0.ts';
 import { mqttQos1, mqttQos1Single } from './mqtt-qos1.ts';
@@ -20,6 +21,7 @@ export const scenarios: Scenario[] = [
   mqttQos0,
   mqttQos1Paced,
   grpcSink,
+  mqttBridge,
   outageDrain,
   backlog1m,
   coap,

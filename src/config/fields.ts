@@ -171,3 +171,33 @@ export function uniqueNames<T extends z.ZodType>(element: T, what: string, listN
     { when: (payload) => Array.isArray(payload.value) },
   );
 }
+
+/** A sink's `routes`: MQTT topic filters, everything by default. */
+export const sinkRoutes = () =>
+  z
+    .array(topicFilter)
+    .min(1, { error: 'must list at least one topic filter ("#" for everything)' })
+    .default(() => ['#']);
+
+/** A sink's `batch`: what the dispatcher reads and hands over at once. */
+export const sinkBatch = () =>
+  section({
+    maxRecords: integer(1).default(500),
+    maxBytes: bytes().prefault('1MiB'),
+    lingerMs: timerMs().prefault(5),
+  });
+
+/** TLS towards an upstream: its CA, and a client certificate with its key for mTLS. */
+export const clientTls = () =>
+  z
+    .strictObject({
+      caFile: filePath().optional(),
+      certFile: filePath().optional(),
+      keyFile: filePath().optional(),
+      serverName: nonEmpty().optional(),
+    })
+    .refine((t) => Boolean(t.certFile) === Boolean(t.keyFile), {
+      path: ['certFile'],
+      error: 'certFile and keyFile go together (client certificate for mTLS)',
+    })
+    .optional();

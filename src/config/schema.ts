@@ -6,6 +6,7 @@ import os from 'node:os';
 import * as z from 'zod';
 import { grpcSinkConfig } from '../sinks/grpc/config.ts';
 import { httpSinkConfig } from '../sinks/http/config.ts';
+import { mqttSinkConfig } from '../sinks/mqtt/config.ts';
 import { coapDevicesConfig } from '../sources/coap-observer/config.ts';
 import { coapServerConfigShape } from '../sources/coap-server/config.ts';
 import { modbusConfig } from '../sources/modbus/config.ts';
@@ -25,12 +26,13 @@ import {
   timerMs,
   uniqueNames,
 } from './fields.ts';
+import { bridgeLoop } from './mqtt-loop.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const ON_FULL_POLICIES = ['drop-oldest', 'reject'] as const;
 
-// A union on `type` so further sink kinds ('mqtt-bridge') slot in as new options.
-const sink = z.discriminatedUnion('type', [httpSinkConfig, grpcSinkConfig], {
+// A union on `type`: each sink kind slots in as one option.
+const sink = z.discriminatedUnion('type', [httpSinkConfig, grpcSinkConfig, mqttSinkConfig], {
   error: (iss) => {
     if (iss.code !== 'invalid_union' || !('options' in iss)) return undefined;
     const options = (iss.options as unknown[]).join('|');
@@ -114,6 +116,14 @@ export const configSchema = z.preprocess(
             input: d.name,
           });
       });
+      for (const i of bridgeLoop(c).unguarded)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sinks', i, 'topic'],
+          message:
+            'publishes to the broker mqttClient reads from, and the template starts with a record field: with MQTT 3.1.1 on either side nothing would keep our own publishes from coming back in; start the template with a literal prefix (edge/{node}/...) or use protocolVersion 5 on both',
+          input: (c.sinks[i] as { topic?: string }).topic,
+        });
     })
     .prefault({}),
 );
@@ -123,6 +133,7 @@ export type Config = z.output<typeof configSchema>;
 export type SinkConfig = Config['sinks'][number];
 export type HttpSinkConfig = Extract<SinkConfig, { type: 'http' }>;
 export type GrpcSinkConfig = Extract<SinkConfig, { type: 'grpc' }>;
+export type MqttSinkConfig = Extract<SinkConfig, { type: 'mqtt' }>;
 export type CoapConfig = Config['coap'];
 export type CoapDeviceConfig = CoapConfig['devices'][number];
 export type { ModbusConfig, ModbusDeviceConfig } from '../sources/modbus/config.ts';

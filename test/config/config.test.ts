@@ -328,7 +328,7 @@ describe('validation errors name the field and the reason', () => {
     });
     expect(message).toContain('sinks[1].name: duplicate sink name "cloud" (also used by sinks[0])');
     expect(message).toContain('sinks[1].url: must be an http(s) URL');
-    expect(message).toContain('sinks[2].type: expected one of http|grpc (got "kafka")');
+    expect(message).toContain('sinks[2].type: expected one of http|grpc|mqtt (got "kafka")');
     expect(message).toContain('sinks[3]: expected a mapping (got "str")');
   });
 
@@ -347,7 +347,7 @@ describe('validation errors name the field and the reason', () => {
 
   it('unknown or missing sink type', () => {
     expect(invalid({ sinks: [sink({ type: 'kafka' })] })).toContain(
-      'sinks[0].type: expected one of http|grpc (got "kafka")',
+      'sinks[0].type: expected one of http|grpc|mqtt (got "kafka")',
     );
     expect(invalid({ sinks: [{ name: 'x', url: 'http://h/' }] })).toContain('sinks[0].type: required');
   });

@@ -2,6 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
+import { bridgeLoop } from '../../src/config/mqtt-loop.ts';
 import { ConfigError } from '../../src/core/errors.ts';
 import { brokerKey } from '../../src/core/mqtt-broker-key.ts';
 
@@ -82,5 +83,44 @@ describe('brokerKey', () => {
     expect(brokerKey('mqtts://broker.site')).toBe('broker.site:8883');
     expect(brokerKey('mqtt://broker.site:1884/')).toBe('broker.site:1884');
     expect(brokerKey('mqtt://user:pw@10.0.0.1:1883')).toBe('10.0.0.1:1883');
+  });
+});
+
+describe('the loop rule between mqttClient and mqtt sinks on the same broker', () => {
+  const sink = (over: Record<string, unknown>) => ({
+    name: 'cloud',
+    type: 'mqtt',
+    url: 'mqtt://BROKER.site',
+    ...over,
+  });
+
+  it('gives the client source the literal start of each same-broker bridge template, and nothing for other brokers', () => {
+    const c = parseConfig(
+      {
+        node: { id: 'n7' },
+        mqttClient: ON,
+        sinks: [
+          sink({ name: 'a', topic: 'edge/{node}/{topic}' }),
+          sink({ name: 'b', url: 'mqtt://other.site', topic: 'up/{topic}' }),
+        ],
+      },
+      {},
+    );
+    expect(bridgeLoop(c)).toEqual({ prefixes: ['edge/n7/'], unguarded: [] });
+  });
+
+  it('refuses a same-broker bridge whose template starts with a record field unless both sides speak MQTT 5', () => {
+    let message = '';
+    try {
+      parseConfig({ mqttClient: ON, sinks: [sink({ topic: '{topic}' })] }, {});
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain('sinks[0].topic: publishes to the broker mqttClient reads from');
+    const v5 = parseConfig(
+      { mqttClient: { ...ON, protocolVersion: 5 }, sinks: [sink({ topic: '{topic}', protocolVersion: 5 })] },
+      {},
+    );
+    expect(bridgeLoop(v5)).toEqual({ prefixes: [], unguarded: [] });
   });
 });
