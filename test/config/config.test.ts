@@ -154,6 +154,7 @@ describe('defaults', () => {
         keepaliveSeconds: 30,
         connectTimeoutMs: 10_000,
         maxInFlight: 1000,
+        maxPacketBytes: 256 * 1024,
         retry: { minMs: 100, maxMs: 30_000 },
       },
       admin: { enabled: true, host: '0.0.0.0', port: 8080 },

@@ -70,6 +70,9 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
       'log_dest stderr',
       'log_type error',
       'log_type warning',
+      // Started as root, mosquitto switches to the user `mosquitto`, who can neither write this
+      // private temp dir (the persistence file) nor read a password file in it.
+      ...(process.getuid?.() === 0 ? ['user root'] : []),
       ...(opts.extraConfig ?? []),
       '',
     ].join('\n'),

@@ -34,12 +34,8 @@ import { itWithPeer, mosquittoBroker } from '../interop/peer-tools.ts';
 afterEach(runCleanups);
 
 const MOSQUITTO = mosquittoBroker();
-/**
- * The subscriber must not lose what the sink sends faster than it reads. And mosquitto started
- * as root switches to the user `mosquitto`, who cannot write the helper's private temp dir (its
- * persistence file) nor read a password file there: `user root` keeps it as it was started.
- */
-const UNBOUNDED_QUEUE = ['max_queued_messages 0', ...(process.getuid?.() === 0 ? ['user root'] : [])];
+/** The subscriber must not lose what the sink sends faster than it reads. */
+const UNBOUNDED_QUEUE = ['max_queued_messages 0'];
 
 async function broker(opts: MosquittoOptions = {}) {
   const b = await startMosquitto({ ...opts, extraConfig: [...UNBOUNDED_QUEUE, ...(opts.extraConfig ?? [])] });
