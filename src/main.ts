@@ -6,7 +6,7 @@
 
 import type { AdminServer } from './admin/admin-server.ts';
 import type { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
-import { bridgeLoop } from './config/mqtt-loop.ts';
+import { bridgeLoop, sinkClientId } from './config/mqtt-brokers.ts';
 import type { Config } from './config/schema.ts';
 import { compactHeap } from './core/compact-heap.ts';
 import type { Logger } from './core/logger.ts';
@@ -50,7 +50,7 @@ async function createSink(cfg: SinkConfig, nodeId: string, log: Logger): Promise
         name: cfg.name,
         url: cfg.url,
         node: nodeId,
-        clientId: cfg.clientId ?? `edgeferry-${nodeId}`,
+        clientId: sinkClientId(cfg.clientId, nodeId),
         username: cfg.username,
         password: cfg.password,
         passwordFile: cfg.passwordFile,

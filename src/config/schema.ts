@@ -26,7 +26,7 @@ import {
   timerMs,
   uniqueNames,
 } from './fields.ts';
-import { bridgeLoop } from './mqtt-loop.ts';
+import { bridgeLoop, clientIdClashes } from './mqtt-brokers.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const ON_FULL_POLICIES = ['drop-oldest', 'reject'] as const;
@@ -123,6 +123,13 @@ export const configSchema = z.preprocess(
           message:
             'publishes to the broker mqttClient reads from, and the template starts with a record field: with MQTT 3.1.1 on either side nothing would keep our own publishes from coming back in; start the template with a literal prefix (edge/{node}/...) or use protocolVersion 5 on both',
           input: (c.sinks[i] as { topic?: string }).topic,
+        });
+      for (const [i, other] of clientIdClashes(c))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sinks', i, 'clientId'],
+          message: `the same client id as ${other} on the same broker (the default is edgeferry-<node.id>): the broker would close one connection whenever the other connects; give each its own`,
+          input: (c.sinks[i] as { clientId?: string }).clientId,
         });
     })
     .prefault({}),

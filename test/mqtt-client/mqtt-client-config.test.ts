@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { bridgeLoop } from '../../src/config/mqtt-loop.ts';
+import { bridgeLoop } from '../../src/config/mqtt-brokers.ts';
 import { ConfigError } from '../../src/core/errors.ts';
 import { brokerKey } from '../../src/core/mqtt-broker-key.ts';
 
@@ -122,5 +122,40 @@ describe('the loop rule between mqttClient and mqtt sinks on the same broker', (
       {},
     );
     expect(bridgeLoop(v5)).toEqual({ prefixes: [], unguarded: [] });
+  });
+});
+
+describe('client ids on a shared broker', () => {
+  it('refuses an mqtt sink whose client id (default edgeferry-<node>) is the client source one on the same broker', () => {
+    const config = {
+      node: { id: 'edge-01' },
+      mqttClient: { ...ON, url: 'mqtt://broker.site', clientId: 'edgeferry-edge-01' },
+      sinks: [{ name: 'up', type: 'mqtt', url: 'mqtt://broker.site:1883' }],
+    };
+    expect(() => parseConfig(config, {})).toThrow(
+      /sinks\[0\]\.clientId: the same client id as mqttClient on the same broker/,
+    );
+    // Another broker, or another id, is fine.
+    expect(() =>
+      parseConfig({ ...config, sinks: [{ ...config.sinks[0], url: 'mqtt://cloud' }] }, {}),
+    ).not.toThrow();
+    expect(() =>
+      parseConfig({ ...config, sinks: [{ ...config.sinks[0], clientId: 'up-1' }] }, {}),
+    ).not.toThrow();
+  });
+
+  it('refuses two mqtt sinks with one client id on one broker', () => {
+    const sink = { type: 'mqtt', url: 'mqtt://cloud', topic: 'a/{topic}' };
+    expect(() =>
+      parseConfig(
+        {
+          sinks: [
+            { ...sink, name: 'a' },
+            { ...sink, name: 'b' },
+          ],
+        },
+        {},
+      ),
+    ).toThrow(/sinks\[1\]\.clientId: the same client id as sinks\[0\]/);
   });
 });
