@@ -1,13 +1,23 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { Aedes, type AuthorizePublishHandler, type Client, type PublishPacket } from 'aedes';
 import { type Logger, ThrottledLog } from '../../core/logger.ts';
 import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
 import type { RecordInput } from '../../core/record.ts';
 import { AckGate } from './ack-gate.ts';
 import { BoundedPersistence, type PersistenceLimits, type PersistenceStats } from './bounded-persistence.ts';
+import { DeviceSecurity, type SecurityCounters } from './device-security.ts';
 import { OutboundBound, type OutboundOverflow } from './outbound-bound.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
 import { Qos2Dedup, type Qos2Limits, type Qos2Pending } from './qos2-dedup.ts';
+import {
+  FileWatch,
+  loadTlsOptions,
+  type MqttTlsOptions,
+  peerIdentity,
+  serverOptions,
+  watchTlsFiles,
+} from './tls-listener.ts';
 
 /**
  * `maxQueuedMessages` / `maxQueuedBytes` bound, per client, both what waits in its socket
@@ -15,11 +25,18 @@ import { Qos2Dedup, type Qos2Limits, type Qos2Pending } from './qos2-dedup.ts';
  */
 export interface MqttBrokerOptions extends PersistenceLimits, Qos2Limits {
   host: string;
-  port: number;
+  /** false: no plain TCP listener. */
+  port: number | false;
   maxPacketBytes: number;
+  tls?: MqttTlsOptions;
+  passwordFile?: string;
+  aclFile?: string;
+  reloadCheckMs: number;
 }
 
-export interface MqttSourceCounters extends PersistenceStats {
+export interface MqttSourceCounters extends PersistenceStats, SecurityCounters {
+  tlsReloads: number;
+  tlsReloadErrors: number;
   received: number;
   /** Publishes the journal refused (full under `reject`, write error): never acknowledged. */
   refused: number;
@@ -70,12 +87,22 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     retainedDropped: 0,
     queuedMessages: 0,
     retainedMessages: 0,
+    authBadCredentials: 0,
+    authNotAuthorized: 0,
+    tlsRefused: 0,
+    aclPublishDenied: 0,
+    aclSubscribeDenied: 0,
+    tlsReloads: 0,
+    tlsReloadErrors: 0,
   };
   private readonly opts: MqttBrokerOptions;
   private readonly appender: RecordAppender;
   private readonly log: Logger;
   private broker: Aedes | null = null;
   private server: Server | null = null;
+  private tlsServer: TlsServer | null = null;
+  private security: DeviceSecurity | null = null;
+  private readonly watches: FileWatch[] = [];
   private readonly sockets = new Map<Socket, AckGate>();
   private readonly qos2: Qos2Dedup;
   /** Connections not read until the journal catches up (see `pauseReading`). */
@@ -112,7 +139,27 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   }
 
   async start(): Promise<void> {
+    const o = this.opts;
+    // Files are read before anything listens: a bad one fails start-up with its name.
+    const tlsFiles = o.tls ? loadTlsOptions(o.tls) : null;
+    const security = new DeviceSecurity(
+      {
+        passwordFile: o.passwordFile,
+        aclFile: o.aclFile,
+        requireClientCert: o.tls?.requireClientCert ?? false,
+      },
+      this.counters,
+      this.log,
+    );
+    this.security = security.active ? security : null;
     const broker = await Aedes.createBroker({
+      ...(this.security
+        ? {
+            authenticate: security.authenticate,
+            authorizeSubscribe: security.authorizeSubscribe,
+            authorizeForward: security.authorizeForward,
+          }
+        : {}),
       authorizePublish: this.authorizePublish,
       persistence: new BoundedPersistence(this.opts, this.counters, this.qos2) as never,
       // aedes disconnects a client with more QoS 2 messages awaiting PUBREL; Qos2Dedup tracks as many.
@@ -122,31 +169,50 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     broker.on('connectionError', this.onClientError);
     this.broker = broker;
     this.accepting = true;
-    const server = createServer(this.onConnection);
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.log.info(this.addresses(), 'mqtt listening');
+    if (o.port !== false) {
+      this.server = createServer(this.onConnection);
+      await listen(this.server, o.port, o.host);
+      this.log.info(this.addresses(), 'mqtt listening');
+    }
+    if (o.tls && tlsFiles) {
+      const t = o.tls;
+      const server = createTlsServer(serverOptions(t, tlsFiles), this.onTlsConnection);
+      server.on('tlsClientError', this.onTlsError);
+      this.tlsServer = server;
+      await listen(server, t.port, t.host ?? o.host);
+      this.watches.push(
+        watchTlsFiles(
+          t,
+          o.reloadCheckMs,
+          (files) => server.setSecureContext(serverOptions(t, files)),
+          this.counters,
+          this.log,
+        ),
+      );
+      this.log.info(
+        { ...address(server), mtls: t.requireClientCert, identity: t.identity },
+        'mqtt tls listening',
+      );
+    }
+    const files = [o.passwordFile, o.aclFile].filter((f) => f !== undefined);
+    if (files.length > 0) this.watches.push(new FileWatch(files, o.reloadCheckMs, (f) => security.reload(f)));
   }
 
   addresses(): Record<string, string | number> {
-    const a = this.server?.address();
-    return a && typeof a === 'object' ? { host: a.address, port: a.port } : {};
+    const tls = address(this.tlsServer);
+    return { ...address(this.server), ...(tls.port !== undefined ? { tlsPort: tls.port } : {}) };
   }
 
   async stop(): Promise<void> {
     this.accepting = false;
-    const server = this.server;
+    for (const w of this.watches) w.close();
     // net.Server#close waits for every open connection to end, and idle devices never end
     // theirs: destroy them first, then wait.
-    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
+    const closed = [this.server, this.tlsServer].map((server) =>
+      server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined,
+    );
     for (const s of this.sockets.keys()) s.destroy();
-    await closed;
+    await Promise.all(closed);
     const broker = this.broker;
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
   }
@@ -164,6 +230,40 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     socket.setNoDelay(true);
     gateReads(socket, new PacketSizeGuard(this.opts.maxPacketBytes), this);
     this.broker.handle(socket);
+  };
+
+  /**
+   * A TLS connection is wired exactly as a TCP one (its TLSSocket is a net.Socket: the read
+   * guard, the outbound bound and the ack gate wrap its read and write), once its verified
+   * certificate, if any, has given the device its identity.
+   */
+  private readonly onTlsConnection = (socket: TLSSocket): void => {
+    const t = this.opts.tls;
+    const identity = t ? peerIdentity(socket, t.identity) : null;
+    if (identity === undefined) {
+      this.onTlsError(
+        new Error(
+          socket.authorizationError
+            ? String(socket.authorizationError)
+            : 'client certificate without the configured identity',
+        ),
+        socket,
+      );
+      socket.destroy();
+      return;
+    }
+    if (identity !== null) this.security?.setCertIdentity(socket, identity);
+    this.onConnection(socket);
+  };
+
+  private readonly onTlsError = (err: Error, socket: TLSSocket): void => {
+    this.counters.tlsRefused++;
+    const suppressed = this.protocolLog.take();
+    if (suppressed >= 0)
+      this.log.warn(
+        { remote: socket.remoteAddress ?? null, err: err.message, suppressed },
+        'mqtt tls connection refused',
+      );
   };
 
   /** Called by the size guard when a connection sends a packet over the limit. */
@@ -232,6 +332,11 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private readonly authorizePublish: AuthorizePublishHandler = (client, packet, callback) => {
     if (!this.accepting) {
       callback(new Error('gateway is shutting down'));
+      return;
+    }
+    // Outside the ACL: acknowledged as usual (no negative PUBACK in 3.1.1), never journaled.
+    if (this.security && !this.security.mayPublish(client, packet)) {
+      callback(null);
       return;
     }
     const gate = packet.qos === 0 || !client ? undefined : this.sockets.get(client.conn as Socket);
@@ -386,4 +491,19 @@ function gateReads(socket: Socket, guard: PacketSizeGuard, source: MqttBrokerSou
     }
     return chunk;
   };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function address(server: Server | null): { host?: string; port?: number } {
+  const a = server?.address();
+  return a && typeof a === 'object' ? { host: a.address, port: a.port } : {};
 }
