@@ -46,8 +46,9 @@ interface Identity {
 const BAD_CREDENTIALS = 4;
 const NOT_AUTHORIZED = 5;
 
+/** `EF_` codes are logged where they happen, not again as protocol errors (see the source). */
 function refusal(returnCode: number, message: string): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+  return Object.assign(new Error(message), { returnCode, code: 'EF_AUTH_REFUSED' }) as AuthenticateError;
 }
 
 export class DeviceSecurity {

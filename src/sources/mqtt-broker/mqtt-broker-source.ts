@@ -110,6 +110,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private readonly refusedLog = new ThrottledLog();
   private readonly protocolLog = new ThrottledLog();
   private readonly slowLog = new ThrottledLog();
+  private readonly tlsLog = new ThrottledLog();
   private accepting = false;
 
   constructor(opts: MqttBrokerOptions, appender: RecordAppender, log: Logger) {
@@ -258,7 +259,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
 
   private readonly onTlsError = (err: Error, socket: TLSSocket): void => {
     this.counters.tlsRefused++;
-    const suppressed = this.protocolLog.take();
+    const suppressed = this.tlsLog.take();
     if (suppressed >= 0)
       this.log.warn(
         { remote: socket.remoteAddress ?? null, err: err.message, suppressed },

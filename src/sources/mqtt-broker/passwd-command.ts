@@ -9,10 +9,11 @@ import { hashPassword, splitLines } from './password-file.ts';
 /** Reads one line from a TTY in raw mode, echoing nothing. */
 function readHidden(prompt: string): Promise<string> {
   const input = process.stdin;
+  // Echo off before the prompt shows: a password typed the moment it appears is not echoed.
+  input.setRawMode(true);
   process.stderr.write(prompt);
   return new Promise((resolve, reject) => {
     let text = '';
-    input.setRawMode(true);
     input.resume();
     input.setEncoding('utf8');
     const done = (err: Error | null) => {
