@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setPassword } from '../../src/sources/mqtt-broker/passwd-command.ts';
 import { hashPassword } from '../../src/sources/mqtt-broker/password-file.ts';
 import { generatePki, type TestPki } from '../grpc/certs.ts';
 import {
@@ -83,6 +84,7 @@ describe('MQTT device security (TLS, passwords, ACL)', () => {
         tls: { port: 0, certFile: pki.serverCertFile, keyFile: pki.serverKeyFile, caFile: pki.caFile },
         passwordFile: join(dir, 'passwords'),
         aclFile: join(dir, 'acl'),
+        reloadCheckMs: 100,
       },
       sinks: [{ name: 'up', type: 'http', url: receiver.url, batch: { lingerMs: 0 } }],
     });
@@ -231,6 +233,38 @@ describe('MQTT device security (TLS, passwords, ACL)', () => {
     ).toBe(true);
   });
 
+  it('applies a changed credentials file and ACL without a restart; a broken ACL is refused, the old one kept', async () => {
+    expect(
+      await refusal(tls, tlsOpts({ clientId: 'carol-1', username: 'carol', password: 'carol-pw' })),
+    ).toBe('connack 4');
+    await setPassword(join(dir, 'passwords'), 'carol', 'carol-pw');
+    await eventually(
+      async () =>
+        (await refusal(tls, tlsOpts({ clientId: 'carol-2', username: 'carol', password: 'carol-pw' }))) ===
+        'accepted',
+      'carol accepted after the file changed',
+    );
+    writeFileSync(join(dir, 'acl'), `${ACL}user carol\ntopic write carol/#\n`);
+    const carol = await connect(
+      tls,
+      tlsOpts({ clientId: 'carol-3', username: 'carol', password: 'carol-pw' }),
+    );
+    clients.push(carol);
+    await eventually(async () => {
+      await carol.publishAsync('carol/t', 'hello', { qos: 1 });
+      return receiver.records.some((r) => r.device === 'carol-3');
+    }, 'carol/t upstream once the ACL grants it');
+    writeFileSync(join(dir, 'acl'), `${ACL}user carol\ntopik write carol/#\n`);
+    await d.waitForLog((l) => l.msg === 'mqtt security file not reloaded: keeping the old one');
+    const line = d.logs.find((l) => l.msg === 'mqtt security file not reloaded: keeping the old one');
+    expect(String(line?.err)).toContain('acl:9: unknown keyword "topik"');
+    await carol.publishAsync('carol/t', 'still granted', { qos: 1 });
+    await eventually(
+      () => receiver.records.filter((r) => r.device === 'carol-3').length >= 2,
+      'the old ACL still grants carol/t',
+    );
+  });
+
   const mosquitto = mosquittoClients();
   itWithPeer(
     mosquitto,
@@ -268,4 +302,26 @@ describe('MQTT device security (TLS, passwords, ACL)', () => {
     },
     30_000,
   );
+});
+
+describe('MQTT device security: start-up', () => {
+  it('refuses to start on a missing certificate or a broken ACL, naming the file', async () => {
+    const dir = tempDir('edgeferry-mqtt-bad-');
+    const pki = generatePki(dir);
+    writeFileSync(join(dir, 'acl'), 'user a\ntopic read a/#/b\n');
+    const cases: [Record<string, unknown>, string][] = [
+      [{ tls: { port: 0, certFile: join(dir, 'missing.crt'), keyFile: pki.serverKeyFile } }, 'missing.crt'],
+      [{ tls: { port: 0, certFile: pki.serverCertFile, keyFile: pki.clientKeyFile } }, 'key values mismatch'],
+      [{ aclFile: join(dir, 'acl') }, `${join(dir, 'acl')}:2: '#' must be a whole level`],
+    ];
+    for (const [mqttExtra, expected] of cases) {
+      const config = baseConfig(dir, { mqtt: { host: '127.0.0.1', port: 0, ...mqttExtra } });
+      const err = await startDaemon(dir, writeConfig(dir, config)).then(
+        () => 'started',
+        (e: Error) => e.message,
+      );
+      expect(err).toContain('start-up failed');
+      expect(err).toContain(expected);
+    }
+  }, 60_000);
 });
