@@ -50,7 +50,9 @@ export const mqttBridge: Scenario = {
           `${((cloudMs * 1000) / mqttRow.metrics.received).toFixed(1)} us per delivered record (in "other CPU %")`,
       );
     }
-    notes.push('ratios beside the grpc and mqtt rows = http / that row (above 1.0x: slower than the HTTP sink)');
+    notes.push(
+      'ratios beside the grpc and mqtt rows = http / that row (above 1.0x: slower than the HTTP sink)',
+    );
     notes.push(
       `all sinks: batch { maxRecords: 1000, maxBytes: 1MiB, lingerMs: 5 }. mqtt: MQTT 5, QoS 1, window ${env.mqttWindow} (mosquitto ` +
         'advertises no Receive Maximum below it), topic edge/{node}/{topic}, user properties edgeferry-node and ' +
