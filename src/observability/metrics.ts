@@ -115,11 +115,12 @@ export function createMetricsRegistry(view: GatewayView): Registry {
   };
   add(
     'edgeferry_mqtt_auth_refused_total',
-    'MQTT connections refused: bad-credentials (CONNACK 4), not-authorized (CONNACK 5), tls (failed handshake or certificate).',
+    'MQTT connections refused: bad-credentials (CONNACK 4), not-authorized (CONNACK 5), busy (CONNACK 3: too many password checks at once), tls (failed handshake or certificate).',
     'counter',
     mqttBy('reason', {
       'bad-credentials': 'authBadCredentials',
       'not-authorized': 'authNotAuthorized',
+      busy: 'authBusy',
       tls: 'tlsRefused',
     }),
   );

@@ -265,6 +265,22 @@ describe('MQTT device security (TLS, passwords, ACL)', () => {
     );
   });
 
+  it('bounds the password checks running at once: past the bound CONNACK 3, never an acceptance', async () => {
+    const before = metric(await d.metrics(), 'edgeferry_mqtt_auth_refused_total', 'reason="busy"');
+    // Unknown users cost a full-price check each (0.1 s), so 80 at once pile up.
+    const outcomes = await Promise.all(
+      Array.from({ length: 80 }, (_, i) =>
+        refusal(plain, { clientId: `guess-${i}`, username: `guess-${i}`, password: 'pw' }),
+      ),
+    );
+    const busy = outcomes.filter((o) => o === 'connack 3').length;
+    expect(outcomes.filter((o) => o !== 'connack 3' && o !== 'connack 4')).toEqual([]);
+    expect(busy).toBeGreaterThan(0);
+    expect(metric(await d.metrics(), 'edgeferry_mqtt_auth_refused_total', 'reason="busy"') - before).toBe(
+      busy,
+    );
+  }, 60_000);
+
   const mosquitto = mosquittoClients();
   itWithPeer(
     mosquitto,

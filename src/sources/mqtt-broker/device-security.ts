@@ -23,6 +23,8 @@ export interface SecurityCounters {
   authBadCredentials: number;
   /** CONNECTs refused with CONNACK 5 (no credentials while anonymous access is off). */
   authNotAuthorized: number;
+  /** CONNECTs refused with CONNACK 3 (server unavailable): too many password checks running. */
+  authBusy: number;
   /** TLS connections refused: failed handshake (expired or unknown certificate), bad certificate. */
   tlsRefused: number;
   aclPublishDenied: number;
@@ -43,7 +45,13 @@ interface Identity {
   generation: number;
 }
 
+const SERVER_UNAVAILABLE = 3;
 const BAD_CREDENTIALS = 4;
+/**
+ * Password checks running at once (0.1 s and 32 MiB each). Past it a CONNECT gets CONNACK 3 and
+ * retries later: a flood of guesses costs the node a bounded amount of CPU and memory.
+ */
+const MAX_CHECKS = 32;
 const NOT_AUTHORIZED = 5;
 
 /** `EF_` codes are logged where they happen, not again as protocol errors (see the source). */
@@ -64,6 +72,7 @@ export class DeviceSecurity {
   private readonly certIdentities = new WeakMap<object, string>();
   private readonly authLog = new ThrottledLog();
   private readonly aclLog = new ThrottledLog();
+  private checking = 0;
 
   constructor(opts: SecurityOptions, counters: SecurityCounters, log: Logger) {
     this.opts = opts;
@@ -131,14 +140,23 @@ export class DeviceSecurity {
       } else callback(this.refuse(client, NOT_AUTHORIZED, 'no password file to check credentials'), false);
       return;
     }
+    if (this.checking >= MAX_CHECKS) {
+      callback(this.refuse(client, SERVER_UNAVAILABLE, 'too many password checks at once', username), false);
+      return;
+    }
+    this.checking++;
     passwords.verify(username, Buffer.from(password ?? Buffer.alloc(0))).then(
       (ok) => {
+        this.checking--;
         if (ok) {
           this.accept(client, username);
           callback(null, true);
         } else callback(this.refuse(client, BAD_CREDENTIALS, 'bad user name or password', username), false);
       },
-      (err: Error) => callback(this.refuse(client, NOT_AUTHORIZED, err.message, username), false),
+      (err: Error) => {
+        this.checking--;
+        callback(this.refuse(client, NOT_AUTHORIZED, err.message, username), false);
+      },
     );
   };
 
@@ -149,6 +167,7 @@ export class DeviceSecurity {
 
   private refuse(client: Client, code: number, reason: string, username?: string): AuthenticateError {
     if (code === BAD_CREDENTIALS) this.counters.authBadCredentials++;
+    else if (code === SERVER_UNAVAILABLE) this.counters.authBusy++;
     else this.counters.authNotAuthorized++;
     const suppressed = this.authLog.take();
     if (suppressed >= 0)

@@ -89,6 +89,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     retainedMessages: 0,
     authBadCredentials: 0,
     authNotAuthorized: 0,
+    authBusy: 0,
     tlsRefused: 0,
     aclPublishDenied: 0,
     aclSubscribeDenied: 0,

@@ -36,9 +36,13 @@ function readHidden(prompt: string): Promise<string> {
   });
 }
 
+/** The first line of stdin, without waiting for the pipe to close. */
 async function readStdinLine(): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    if ((c as Buffer).includes(0x0a)) break;
+  }
   const text = Buffer.concat(chunks).toString('utf8');
   const nl = text.search(/\r?\n/);
   return nl < 0 ? text : text.slice(0, nl);
