@@ -162,6 +162,32 @@ describe('MQTT device security (TLS, passwords, ACL)', () => {
     expect(status.sources.find((s) => s.name === 'mqtt')?.counters.aclPublishDenied).toBe(denied);
   });
 
+  it('a will message is held to the same ACL as a publish', async () => {
+    const denied0 = metric(await d.metrics(), 'edgeferry_mqtt_acl_denied_total', 'action="publish"');
+    const will = (topic: string) => ({ topic, payload: Buffer.from('gone'), qos: 1 as const, retain: false });
+    const a = await connect(
+      tls,
+      tlsOpts({ clientId: 'will-ok', username: 'alice', password: 'alice-pw', will: will('alice/will') }),
+    );
+    const b = await connect(
+      tls,
+      tlsOpts({ clientId: 'will-no', username: 'alice', password: 'alice-pw', will: will('bob/will') }),
+    );
+    // Gone without a DISCONNECT: the broker publishes their wills [MQTT-3.1.2-8].
+    b.stream.destroy();
+    a.stream.destroy();
+    await eventually(
+      () => receiver.records.some((r) => r.topic === 'alice/will'),
+      'the allowed will upstream',
+    );
+    await eventually(
+      async () =>
+        metric(await d.metrics(), 'edgeferry_mqtt_acl_denied_total', 'action="publish"') === denied0 + 1,
+      'the denied will counted',
+    );
+    expect(receiver.records.some((r) => r.topic === 'bob/will')).toBe(false);
+  });
+
   it('refuses a subscription outside the ACL with SUBACK 0x80 and grants the others', async () => {
     const alice = await connect(
       tls,

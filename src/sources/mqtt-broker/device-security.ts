@@ -6,9 +6,17 @@
 
 import { readFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
-import type { AedesPublishPacket, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes';
+import type {
+  AedesOptions,
+  AedesPublishPacket,
+  AuthenticateError,
+  Client,
+  PublishPacket,
+  Subscription,
+} from 'aedes';
 import { type Logger, ThrottledLog } from '../../core/logger.ts';
 import { ClientAcl, type ParsedAcl, parseAcl } from './acl.ts';
+import { FileWatch } from './file-watch.ts';
 import { PasswordFile } from './password-file.ts';
 
 export interface SecurityOptions {
@@ -73,6 +81,7 @@ export class DeviceSecurity {
   private readonly authLog = new ThrottledLog();
   private readonly aclLog = new ThrottledLog();
   private checking = 0;
+  private watch: FileWatch | null = null;
 
   constructor(opts: SecurityOptions, counters: SecurityCounters, log: Logger) {
     this.opts = opts;
@@ -89,6 +98,22 @@ export class DeviceSecurity {
 
   get active(): boolean {
     return !this.anonymousAllowed || this.acl !== null;
+  }
+
+  /** aedes' hooks, when there is anything to check. */
+  hooks(): Pick<AedesOptions, 'authenticate' | 'authorizeSubscribe' | 'authorizeForward'> {
+    if (!this.active) return {};
+    const { authenticate, authorizeSubscribe, authorizeForward } = this;
+    return { authenticate, authorizeSubscribe, authorizeForward };
+  }
+
+  watchFiles(everyMs: number): void {
+    const files = [this.opts.passwordFile, this.opts.aclFile].filter((f) => f !== undefined);
+    if (files.length > 0) this.watch = new FileWatch(files, everyMs, (f) => this.reload(f));
+  }
+
+  stop(): void {
+    this.watch?.close();
   }
 
   /** Re-reads a changed credentials or ACL file; a broken one is refused and the old one kept. */

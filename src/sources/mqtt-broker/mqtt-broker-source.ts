@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { Aedes, type AuthorizePublishHandler, type Client, type PublishPacket } from 'aedes';
 import { type Logger, ThrottledLog } from '../../core/logger.ts';
 import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
@@ -7,17 +7,11 @@ import type { RecordInput } from '../../core/record.ts';
 import { AckGate } from './ack-gate.ts';
 import { BoundedPersistence, type PersistenceLimits, type PersistenceStats } from './bounded-persistence.ts';
 import { DeviceSecurity, type SecurityCounters } from './device-security.ts';
+import { address, listen } from './listen.ts';
 import { OutboundBound, type OutboundOverflow } from './outbound-bound.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
 import { Qos2Dedup, type Qos2Limits, type Qos2Pending } from './qos2-dedup.ts';
-import {
-  FileWatch,
-  loadTlsOptions,
-  type MqttTlsOptions,
-  peerIdentity,
-  serverOptions,
-  watchTlsFiles,
-} from './tls-listener.ts';
+import { loadTlsOptions, type MqttTlsOptions, type TlsCounters, TlsListener } from './tls-listener.ts';
 
 /**
  * `maxQueuedMessages` / `maxQueuedBytes` bound, per client, both what waits in its socket
@@ -34,9 +28,7 @@ export interface MqttBrokerOptions extends PersistenceLimits, Qos2Limits {
   reloadCheckMs: number;
 }
 
-export interface MqttSourceCounters extends PersistenceStats, SecurityCounters {
-  tlsReloads: number;
-  tlsReloadErrors: number;
+export interface MqttSourceCounters extends PersistenceStats, SecurityCounters, TlsCounters {
   received: number;
   /** Publishes the journal refused (full under `reject`, write error): never acknowledged. */
   refused: number;
@@ -101,9 +93,8 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private readonly log: Logger;
   private broker: Aedes | null = null;
   private server: Server | null = null;
-  private tlsServer: TlsServer | null = null;
+  private tls: TlsListener | null = null;
   private security: DeviceSecurity | null = null;
-  private readonly watches: FileWatch[] = [];
   private readonly sockets = new Map<Socket, AckGate>();
   private readonly qos2: Qos2Dedup;
   /** Connections not read until the journal catches up (see `pauseReading`). */
@@ -111,7 +102,6 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private readonly refusedLog = new ThrottledLog();
   private readonly protocolLog = new ThrottledLog();
   private readonly slowLog = new ThrottledLog();
-  private readonly tlsLog = new ThrottledLog();
   private accepting = false;
 
   constructor(opts: MqttBrokerOptions, appender: RecordAppender, log: Logger) {
@@ -145,23 +135,13 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     // Files are read before anything listens: a bad one fails start-up with its name.
     const tlsFiles = o.tls ? loadTlsOptions(o.tls) : null;
     const security = new DeviceSecurity(
-      {
-        passwordFile: o.passwordFile,
-        aclFile: o.aclFile,
-        requireClientCert: o.tls?.requireClientCert ?? false,
-      },
+      { ...o, requireClientCert: o.tls?.requireClientCert ?? false },
       this.counters,
       this.log,
     );
     this.security = security.active ? security : null;
     const broker = await Aedes.createBroker({
-      ...(this.security
-        ? {
-            authenticate: security.authenticate,
-            authorizeSubscribe: security.authorizeSubscribe,
-            authorizeForward: security.authorizeForward,
-          }
-        : {}),
+      ...security.hooks(),
       authorizePublish: this.authorizePublish,
       persistence: new BoundedPersistence(this.opts, this.counters, this.qos2) as never,
       // aedes disconnects a client with more QoS 2 messages awaiting PUBREL; Qos2Dedup tracks as many.
@@ -178,39 +158,27 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     }
     if (o.tls && tlsFiles) {
       const t = o.tls;
-      const server = createTlsServer(serverOptions(t, tlsFiles), this.onTlsConnection);
-      server.on('tlsClientError', this.onTlsError);
-      this.tlsServer = server;
-      await listen(server, t.port, t.host ?? o.host);
-      this.watches.push(
-        watchTlsFiles(
-          t,
-          o.reloadCheckMs,
-          (files) => server.setSecureContext(serverOptions(t, files)),
-          this.counters,
-          this.log,
-        ),
-      );
-      this.log.info(
-        { ...address(server), mtls: t.requireClientCert, identity: t.identity },
-        'mqtt tls listening',
-      );
+      this.tls = new TlsListener(t, tlsFiles, this.counters, this.log, this.onTlsConnection);
+      await listen(this.tls.server, t.port, t.host ?? o.host);
+      this.tls.watchFiles(o.reloadCheckMs);
+      const where = address(this.tls.server);
+      this.log.info({ ...where, mtls: t.requireClientCert, identity: t.identity }, 'mqtt tls listening');
     }
-    const files = [o.passwordFile, o.aclFile].filter((f) => f !== undefined);
-    if (files.length > 0) this.watches.push(new FileWatch(files, o.reloadCheckMs, (f) => security.reload(f)));
+    security.watchFiles(o.reloadCheckMs);
   }
 
   addresses(): Record<string, string | number> {
-    const tls = address(this.tlsServer);
+    const tls = address(this.tls?.server);
     return { ...address(this.server), ...(tls.port !== undefined ? { tlsPort: tls.port } : {}) };
   }
 
   async stop(): Promise<void> {
     this.accepting = false;
-    for (const w of this.watches) w.close();
+    this.security?.stop();
+    this.tls?.stop();
     // net.Server#close waits for every open connection to end, and idle devices never end
     // theirs: destroy them first, then wait.
-    const closed = [this.server, this.tlsServer].map((server) =>
+    const closed = [this.server, this.tls?.server].map((server) =>
       server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined,
     );
     for (const s of this.sockets.keys()) s.destroy();
@@ -239,33 +207,9 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
    * guard, the outbound bound and the ack gate wrap its read and write), once its verified
    * certificate, if any, has given the device its identity.
    */
-  private readonly onTlsConnection = (socket: TLSSocket): void => {
-    const t = this.opts.tls;
-    const identity = t ? peerIdentity(socket, t.identity) : null;
-    if (identity === undefined) {
-      this.onTlsError(
-        new Error(
-          socket.authorizationError
-            ? String(socket.authorizationError)
-            : 'client certificate without the configured identity',
-        ),
-        socket,
-      );
-      socket.destroy();
-      return;
-    }
+  private readonly onTlsConnection = (socket: TLSSocket, identity: string | null): void => {
     if (identity !== null) this.security?.setCertIdentity(socket, identity);
     this.onConnection(socket);
-  };
-
-  private readonly onTlsError = (err: Error, socket: TLSSocket): void => {
-    this.counters.tlsRefused++;
-    const suppressed = this.tlsLog.take();
-    if (suppressed >= 0)
-      this.log.warn(
-        { remote: socket.remoteAddress ?? null, err: err.message, suppressed },
-        'mqtt tls connection refused',
-      );
   };
 
   /** Called by the size guard when a connection sends a packet over the limit. */
@@ -493,19 +437,4 @@ function gateReads(socket: Socket, guard: PacketSizeGuard, source: MqttBrokerSou
     }
     return chunk;
   };
-}
-
-function listen(server: Server, port: number, host: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
-
-function address(server: Server | null): { host?: string; port?: number } {
-  const a = server?.address();
-  return a && typeof a === 'object' ? { host: a.address, port: a.port } : {};
 }

@@ -1,15 +1,23 @@
 // The broker's TLS listener: its server options from the certificate files, the identity a
-// verified client certificate carries, and the files' rotation. cert-manager and SPIRE rewrite
-// certificate files in place (often by swapping a symlink): each file's identity (inode, size,
-// mtime) is checked every `reloadCheckMs`, and a change builds a new SecureContext that new
-// handshakes use (`server.setSecureContext`) while established connections keep theirs. A new
-// file that does not load (a half-written PEM, a key that does not match the certificate) is
-// refused with an error line, and the old context stays.
+// verified client certificate carries, and the files' rotation. A change of the files builds a
+// new SecureContext that new handshakes use (`server.setSecureContext`) while established
+// connections keep theirs. A new file that does not load (a half-written PEM, a key that does
+// not match the certificate, an expired certificate) is refused with an error line, and the old
+// context stays.
 
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
-import { createSecureContext, type PeerCertificate, type TLSSocket, type TlsOptions } from 'node:tls';
-import type { Logger } from '../../core/logger.ts';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import {
+  createSecureContext,
+  createServer,
+  type PeerCertificate,
+  type Server,
+  type TLSSocket,
+  type TlsOptions,
+} from 'node:tls';
+import { type Logger, ThrottledLog } from '../../core/logger.ts';
+import { FileWatch } from './file-watch.ts';
 
 export interface MqttTlsOptions {
   host?: string;
@@ -21,6 +29,13 @@ export interface MqttTlsOptions {
   identity: 'cn' | 'san-dns' | 'san-uri';
 }
 
+export interface TlsCounters {
+  /** Connections refused: failed handshake (expired or unknown certificate), bad certificate. */
+  tlsRefused: number;
+  tlsReloads: number;
+  tlsReloadErrors: number;
+}
+
 /** Reads the files and checks that they load, as a server would; throws on any problem. */
 export function loadTlsOptions(t: MqttTlsOptions): TlsOptions {
   const cert = readFileSync(t.certFile);
@@ -28,17 +43,20 @@ export function loadTlsOptions(t: MqttTlsOptions): TlsOptions {
   const ca = t.caFile ? readFileSync(t.caFile) : undefined;
   // Throws on a malformed PEM or a key that does not match the certificate.
   createSecureContext({ cert, key, ca });
-  const leaf = new X509Certificate(cert);
-  if (Date.parse(leaf.validTo) < Date.now())
-    throw new Error(`${t.certFile}: certificate expired ${leaf.validTo}`);
   return { cert, key, ca };
 }
 
-export function serverOptions(t: MqttTlsOptions, files: TlsOptions): TlsOptions {
+/** Why the server certificate is expired; null while it is valid. */
+export function expired(t: MqttTlsOptions, files: TlsOptions): string | null {
+  const leaf = new X509Certificate(files.cert as Buffer);
+  return Date.parse(leaf.validTo) < Date.now() ? `${t.certFile}: certificate expired ${leaf.validTo}` : null;
+}
+
+function serverOptions(t: MqttTlsOptions, files: TlsOptions): TlsOptions {
   return {
     ...files,
     // With a CA, a client certificate is asked for; a connection that presents none is refused
-    // only with requireClientCert (checked again in `peerIdentity` when it is optional).
+    // only with requireClientCert (a bad one that is presented is refused in `accept`).
     requestCert: t.caFile !== undefined,
     rejectUnauthorized: t.requireClientCert,
     // A peer that opens a connection and never finishes the handshake holds a socket: 10 s.
@@ -49,7 +67,7 @@ export function serverOptions(t: MqttTlsOptions, files: TlsOptions): TlsOptions 
 
 /**
  * The identity of a verified client certificate, `null` when the connection has none, or
- * `undefined` when it presented one that failed verification (the connection must be closed).
+ * `undefined` when it presented one that failed verification or lacks the field (to be closed).
  */
 export function peerIdentity(socket: TLSSocket, mode: MqttTlsOptions['identity']): string | null | undefined {
   const cert = socket.getPeerCertificate() as PeerCertificate | Record<string, never>;
@@ -66,59 +84,90 @@ export function peerIdentity(socket: TLSSocket, mode: MqttTlsOptions['identity']
   return undefined;
 }
 
-function fileStamp(path: string): string {
-  try {
-    const s = statSync(path);
-    return `${s.ino}:${s.size}:${s.mtimeMs}`;
-  } catch (err) {
-    return `missing:${(err as NodeJS.ErrnoException).code}`;
-  }
-}
+export class TlsListener {
+  readonly server: Server;
+  private readonly t: MqttTlsOptions;
+  private readonly counters: TlsCounters;
+  private readonly log: Logger;
+  private readonly refusedLog = new ThrottledLog();
+  /** Connections still in their handshake, closed on stop too. */
+  private readonly handshaking = new Set<Socket>();
+  private watch: FileWatch | null = null;
 
-/** Polls files for a change: one timer for all of them, unref'd. */
-export class FileWatch {
-  private readonly stamps = new Map<string, string>();
-  private readonly timer: NodeJS.Timeout;
-
-  constructor(files: string[], everyMs: number, onChange: (file: string) => void) {
-    for (const f of files) this.stamps.set(f, fileStamp(f));
-    this.timer = setInterval(() => {
-      for (const [f, old] of this.stamps) {
-        const now = fileStamp(f);
-        if (now !== old) {
-          this.stamps.set(f, now);
-          onChange(f);
-        }
+  /**
+   * `onConnection` gets each verified connection with its certificate's identity (null: none),
+   * to be wired exactly as a TCP one (a TLSSocket is a net.Socket).
+   */
+  constructor(
+    t: MqttTlsOptions,
+    files: TlsOptions,
+    counters: TlsCounters,
+    log: Logger,
+    onConnection: (socket: TLSSocket, identity: string | null) => void,
+  ) {
+    this.t = t;
+    this.counters = counters;
+    this.log = log;
+    const stale = expired(t, files);
+    // Started all the same: refusing to start would take the plain listener, CoAP and Modbus
+    // down with it, and a renewed certificate is picked up without a restart.
+    if (stale)
+      log.error({ err: stale }, 'mqtt tls certificate expired: devices that check it will refuse it');
+    this.server = createServer(serverOptions(t, files), (socket) => {
+      const identity = peerIdentity(socket, t.identity);
+      if (identity === undefined) {
+        const why = socket.authorizationError
+          ? String(socket.authorizationError)
+          : `no ${t.identity} in the certificate`;
+        this.refused(new Error(why), socket);
+        socket.destroy();
+        return;
       }
-    }, everyMs);
-    this.timer.unref();
+      onConnection(socket, identity);
+    });
+    this.server.on('tlsClientError', this.refused);
+    this.server.on('connection', (raw: Socket) => {
+      this.handshaking.add(raw);
+      raw.once('close', () => this.handshaking.delete(raw));
+    });
   }
 
-  close(): void {
-    clearInterval(this.timer);
+  /** Watches the files every `everyMs` from now on. */
+  watchFiles(everyMs: number): void {
+    const t = this.t;
+    const files = [t.certFile, t.keyFile, ...(t.caFile ? [t.caFile] : [])];
+    this.watch = new FileWatch(files, everyMs, (changed) => {
+      try {
+        const loaded = loadTlsOptions(t);
+        // An expired replacement is a renewal gone wrong: the one in use may still be valid.
+        const why = expired(t, loaded);
+        if (why) throw new Error(why);
+        this.server.setSecureContext(serverOptions(t, loaded));
+        this.counters.tlsReloads++;
+        this.log.info({ changed }, 'mqtt tls certificate reloaded: new connections use it');
+      } catch (err) {
+        this.counters.tlsReloadErrors++;
+        this.log.error(
+          { changed, err: (err as Error).message },
+          'mqtt tls certificate not reloaded: keeping the old one',
+        );
+      }
+    });
   }
-}
 
-/** Rebuilds the listener's SecureContext when its files change; counts and logs each attempt. */
-export function watchTlsFiles(
-  t: MqttTlsOptions,
-  everyMs: number,
-  apply: (files: TlsOptions) => void,
-  counters: { tlsReloads: number; tlsReloadErrors: number },
-  log: Logger,
-): FileWatch {
-  const files = [t.certFile, t.keyFile, ...(t.caFile ? [t.caFile] : [])];
-  return new FileWatch(files, everyMs, (changed) => {
-    try {
-      apply(loadTlsOptions(t));
-      counters.tlsReloads++;
-      log.info({ changed }, 'mqtt tls certificate reloaded: new connections use it');
-    } catch (err) {
-      counters.tlsReloadErrors++;
-      log.error(
-        { changed, err: (err as Error).message },
-        'mqtt tls certificate not reloaded: keeping the old one',
+  /** Stops watching and drops the connections still in their handshake (the others are the broker's). */
+  stop(): void {
+    this.watch?.close();
+    for (const s of this.handshaking) s.destroy();
+  }
+
+  private readonly refused = (err: Error, socket: TLSSocket): void => {
+    this.counters.tlsRefused++;
+    const suppressed = this.refusedLog.take();
+    if (suppressed >= 0)
+      this.log.warn(
+        { remote: socket.remoteAddress ?? null, err: err.message, suppressed },
+        'mqtt tls connection refused',
       );
-    }
-  });
+  };
 }
