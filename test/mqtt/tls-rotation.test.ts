@@ -139,6 +139,19 @@ describe('MQTT over TLS only, mTLS required, certificate rotation', () => {
     );
     expect(d.logs.some((l) => l.msg === 'mqtt tls certificate not reloaded: keeping the old one')).toBe(true);
     expect(await servedFingerprint(port, pki)).toBe(second);
+    // An expired replacement (a renewal gone wrong) is refused the same way.
+    const errors1 = metric(await d.metrics(), 'edgeferry_mqtt_tls_reloads_total', 'result="error"');
+    const old = issue(dir, 'server-expired', { cn: 'server-expired', server: true, days: -1 });
+    copyFileSync(old.keyFile, pki.serverKeyFile);
+    copyFileSync(old.certFile, pki.serverCertFile);
+    // (The key may be seen alone first: refused as a mismatch, then the pair as expired.)
+    await eventually(
+      async () =>
+        metric(await d.metrics(), 'edgeferry_mqtt_tls_reloads_total', 'result="error"') > errors1 &&
+        d.logs.some((l) => /certificate expired/.test(String(l.err))),
+      'the expired certificate refused',
+    );
+    expect(await servedFingerprint(port, pki)).toBe(second);
     expect(device.connected).toBe(true);
     await device.publishAsync('plant/t', 'still', { qos: 1 });
     await eventually(
