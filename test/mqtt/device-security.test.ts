@@ -140,6 +140,7 @@ describe('MQTT device security (TLS, passwords, ACL)', () => {
     await alice.publishAsync('alice/secret', 'denied line', { qos: 1 });
     await alice.publishAsync('devices/bob/telemetry', '%u is alice, not bob', { qos: 0 });
     await alice.publishAsync('bob/r', 'forbidden retain', { qos: 1, retain: true });
+    await alice.publishAsync('bob/q2', 'forbidden exactly once', { qos: 2 }); // PUBREC, PUBCOMP all the same
     await alice.publishAsync('alice/temp', 'ok-1', { qos: 1 });
     await alice.publishAsync('devices/alice/telemetry', 'ok-2', { qos: 1 });
     await eventually(
@@ -151,12 +152,13 @@ describe('MQTT device security (TLS, passwords, ACL)', () => {
     expect(topics).toContain('devices/alice/telemetry');
     expect(topics).not.toContain('bob/x');
     expect(topics).not.toContain('bob/r');
+    expect(topics).not.toContain('bob/q2');
     expect(topics).not.toContain('alice/secret');
     expect(topics).not.toContain('devices/bob/telemetry');
     expect(topics.some((t) => t.startsWith('$edgeferry'))).toBe(false);
     expect(receiver.records.find((r) => r.topic === 'alice/temp')?.device).toBe('alice-dev');
     const denied = metric(await d.metrics(), 'edgeferry_mqtt_acl_denied_total', 'action="publish"');
-    expect(denied - denied0).toBe(4);
+    expect(denied - denied0).toBe(5);
     expect(alice.connected).toBe(true);
     const status = await d.status();
     expect(status.sources.find((s) => s.name === 'mqtt')?.counters.aclPublishDenied).toBe(denied);
