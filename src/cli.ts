@@ -14,6 +14,8 @@ commands:
                             gRPC API on 50051,
                             journal in ./data, no sinks)
   check-config FILE         validate a configuration file and exit
+  passwd FILE USER          add USER to an MQTT credentials file or change its
+                            password (read without echo; from stdin when not a TTY)
   version                   print the version
 
 The config file may also be given as EDGEFERRY_CONFIG.`;
@@ -106,6 +108,14 @@ function main(argv: string[]): void {
       );
       return;
     }
+    case 'passwd':
+      import('./sources/mqtt-broker/passwd-command.ts')
+        .then((m) => m.passwdCommand(rest[0], rest[1]))
+        .catch((err) => {
+          process.stderr.write(`edgeferry: passwd: ${(err as Error).message}\n`);
+          process.exit(2);
+        });
+      return;
     case 'version':
       process.stdout.write(`${version()}\n`);
       return;

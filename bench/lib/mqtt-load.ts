@@ -8,6 +8,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { connect as tlsConnect } from 'node:tls';
 import { prepareInWorker } from './load-worker.ts';
 import {
   CONNACK,
@@ -43,6 +44,8 @@ export interface LoadOptions {
    * TCP back-pressure) allows. Paced QoS 1 still never exceeds `inflight` unacknowledged.
    */
   rate?: number;
+  /** Connect over TLS, trusting this CA (PEM) for a certificate valid for `localhost`. */
+  tls?: { ca: string };
 }
 
 export const LOAD_DEFAULTS = {
@@ -126,7 +129,12 @@ class Publisher {
     this.templates = Buffer.allocUnsafe(window * len);
     for (let i = 0; i < window; i++) this.tpl.packet.copy(this.templates, i * len);
     this.framer = new MqttFramer(this.onPacket);
-    this.socket = connect({ host: opts.host, port: opts.port, noDelay: true });
+    // A TLSSocket is written before its handshake completes: it queues until then.
+    this.socket = opts.tls
+      ? tlsConnect({ host: opts.host, port: opts.port, ca: opts.tls.ca, servername: 'localhost' }).setNoDelay(
+          true,
+        )
+      : connect({ host: opts.host, port: opts.port, noDelay: true });
     this.socket.on('data', this.onData);
     this.socket.on('error', (err) => this.fail(err));
     this.socket.on('close', () => this.fail(new Error(`${this.clientId}: connection closed`)));

@@ -119,6 +119,7 @@ export async function measureMqtt(
     payloadBytes: spec.payloadBytes,
     timeoutMs: spec.timeoutMs,
     rate: spec.rate ?? 0,
+    tls: target.tls,
   };
 
   if (spec.warmup > 0) {

@@ -22,6 +22,8 @@ export interface MqttTarget {
   name: string;
   host: string;
   port: number;
+  /** The MQTT port speaks TLS: the CA (PEM) the load generator trusts. */
+  tls?: { ca: string };
   pid: number;
   /** Where the messages come out; null when nothing consumes them (the null broker). */
   consumer: Consumer | null;

@@ -12,6 +12,7 @@ import { mqttClient } from './mqtt-client.ts';
 import { mqttQos0 } from './mqtt-qos0.ts';
 import { mqttQos1, mqttQos1Single } from './mqtt-qos1.ts';
 import { mqttQos1Paced } from './mqtt-qos1-paced.ts';
+import { mqttQos1Tls } from './mqtt-qos1-tls.ts';
 import { outageDrain } from './outage-drain.ts';
 
 export const scenarios: Scenario[] = [
@@ -27,4 +28,5 @@ export const scenarios: Scenario[] = [
   coap,
   modbus,
   mqttClient,
+  mqttQos1Tls,
 ];

@@ -107,6 +107,36 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     mqtt('qos2Duplicates'),
   );
 
+  // Device security (README: Securing device access).
+  const mqttBy = (label: string, fields: Record<string, string>) => () => {
+    const s = view.sources.find((x) => x.name === 'mqtt');
+    const c = (s?.counters ?? {}) as Record<string, number>;
+    return s ? Object.entries(fields).map(([v, f]) => ({ labels: { [label]: v }, value: c[f] ?? 0 })) : [];
+  };
+  add(
+    'edgeferry_mqtt_auth_refused_total',
+    'MQTT connections refused: bad-credentials (CONNACK 4), not-authorized (CONNACK 5), busy (CONNACK 3: too many password checks at once), tls (failed handshake or certificate).',
+    'counter',
+    mqttBy('reason', {
+      'bad-credentials': 'authBadCredentials',
+      'not-authorized': 'authNotAuthorized',
+      busy: 'authBusy',
+      tls: 'tlsRefused',
+    }),
+  );
+  add(
+    'edgeferry_mqtt_acl_denied_total',
+    'MQTT operations outside the ACL: publish (acknowledged, not journaled), subscribe (SUBACK 0x80).',
+    'counter',
+    mqttBy('action', { publish: 'aclPublishDenied', subscribe: 'aclSubscribeDenied' }),
+  );
+  add(
+    'edgeferry_mqtt_tls_reloads_total',
+    'Changes of the MQTT TLS certificate files: ok (new handshakes use them), error (refused, the old ones kept).',
+    'counter',
+    mqttBy('result', { ok: 'tlsReloads', error: 'tlsReloadErrors' }),
+  );
+
   // The MQTT client source (README: My site already has a broker).
   const mqttClient = (value: (c: Record<string, unknown>) => number) => () => {
     const s = view.sources.find((x) => x.name === 'mqtt-client');

@@ -144,6 +144,7 @@ describe('defaults', () => {
         maxRetainedBytes: 16 * 1024 ** 2,
         maxAwaitingRel: 1000,
         maxAwaitingRelTotal: 100_000,
+        reloadCheckMs: 10_000,
       },
       // Off: no url.
       mqttClient: {
@@ -359,11 +360,16 @@ describe('validation errors name the field and the reason', () => {
 
   it('port out of range or not an integer', () => {
     expect(invalid({ mqtt: { port: 70000 } })).toContain(
-      'mqtt.port: must be an integer in 0..65535 (got 70000)',
+      'mqtt.port: must be a port in 0..65535 or false (got 70000)',
     );
     expect(invalid({ admin: { port: -1 } })).toContain('admin.port: must be an integer in 0..65535 (got -1)');
     expect(invalid({ admin: { port: 80.5 } })).toContain('admin.port: must be an integer in 0..65535');
-    expect(invalid({ mqtt: { port: '1883' } })).toContain('mqtt.port: expected a number (got "1883")');
+    expect(invalid({ mqtt: { port: '1883' } })).toContain(
+      'mqtt.port: must be a port in 0..65535 or false (got "1883")',
+    );
+    expect(invalid({ mqtt: { port: true } })).toContain(
+      'mqtt.port: must be a port in 0..65535 or false (got true)',
+    );
   });
 
   it('retry minMs greater than maxMs', () => {

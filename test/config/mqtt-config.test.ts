@@ -48,3 +48,31 @@ describe('mqtt bounds', () => {
     expect(errorOf({ mqtt: { maxQueuedMesages: 10 } })).toContain('maxQueuedMesages');
   });
 });
+
+describe('mqtt device security fields', () => {
+  it('takes a TLS listener with its defaults, and port: false for TLS only', () => {
+    const { mqtt } = parseConfig({ mqtt: { port: false, tls: { certFile: 's.crt', keyFile: 's.key' } } }, {});
+    expect(mqtt.port).toBe(false);
+    expect(mqtt.tls).toEqual({
+      port: 8883,
+      certFile: 's.crt',
+      keyFile: 's.key',
+      requireClientCert: false,
+      identity: 'cn',
+    });
+    expect(mqtt.reloadCheckMs).toBe(10_000);
+    expect(mqtt.passwordFile).toBeUndefined();
+  });
+
+  it('names what is missing or wrong', () => {
+    expect(
+      errorOf({ mqtt: { tls: { certFile: 's.crt', keyFile: 's.key', requireClientCert: true } } }),
+    ).toContain('mqtt.tls.caFile: required with requireClientCert: true');
+    expect(errorOf({ mqtt: { tls: { certFile: 's.crt' } } })).toContain('mqtt.tls.keyFile: required');
+    expect(errorOf({ mqtt: { tls: { certFile: 's.crt', keyFile: 'k', identity: 'email' } } })).toContain(
+      'mqtt.tls.identity: expected one of cn|san-dns|san-uri',
+    );
+    expect(errorOf({ mqtt: { passwordFile: '' } })).toContain('mqtt.passwordFile: must not be empty');
+    expect(errorOf({ mqtt: { tls: { certFile: 'c', keyFile: 'k', cafile: 'x' } } })).toContain('mqtt.tls');
+  });
+});

@@ -9,7 +9,7 @@ import type { DaemonHandle } from '../helpers/daemon.ts';
 import { connectPacket, varint } from '../helpers/mqtt-wire.ts';
 import type { GarbageKind, SourceDevice, SourceDriver } from './source-suite.ts';
 
-class MqttDevice implements SourceDevice {
+export class MqttDevice implements SourceDevice {
   private readonly client: MqttClient;
   private readonly topic: string;
   private readonly closed: Promise<false>;

@@ -1,12 +1,13 @@
 // The embedded broker's `mqtt:` section (README: configuration, MQTT broker bounds).
 
 import * as z from 'zod';
-import { bytes, integer, nonEmpty, port, section } from '../../config/fields.ts';
+import { bytes, integer, nonEmpty, section } from '../../config/fields.ts';
+import { mqttSecurityShape, plainPort } from './security-config.ts';
 
 export const mqttConfig = section({
   enabled: z.boolean().default(true),
   host: nonEmpty().default('0.0.0.0'),
-  port: port().default(1883),
+  port: plainPort(),
   maxPacketBytes: bytes().prefault('256KiB'),
   // mosquitto's max_queued_messages / max_queued_bytes: per client, what waits to be sent
   // to it (in its socket while connected, in its session while a clean: false client is away).
@@ -20,4 +21,5 @@ export const mqttConfig = section({
   // Incoming QoS 2 messages awaiting PUBREL (EMQX's max_awaiting_rel), per client and in all.
   maxAwaitingRel: integer(1, 65535).default(1000),
   maxAwaitingRelTotal: integer(1).default(100_000),
+  ...mqttSecurityShape,
 });

@@ -1,13 +1,17 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Aedes, type AuthorizePublishHandler, type Client, type PublishPacket } from 'aedes';
 import { type Logger, ThrottledLog } from '../../core/logger.ts';
 import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
 import type { RecordInput } from '../../core/record.ts';
 import { AckGate } from './ack-gate.ts';
 import { BoundedPersistence, type PersistenceLimits, type PersistenceStats } from './bounded-persistence.ts';
+import { DeviceSecurity, type SecurityCounters } from './device-security.ts';
+import { address, listen } from './listen.ts';
 import { OutboundBound, type OutboundOverflow } from './outbound-bound.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
 import { Qos2Dedup, type Qos2Limits, type Qos2Pending } from './qos2-dedup.ts';
+import { loadTlsOptions, type MqttTlsOptions, type TlsCounters, TlsListener } from './tls-listener.ts';
 
 /**
  * `maxQueuedMessages` / `maxQueuedBytes` bound, per client, both what waits in its socket
@@ -15,11 +19,16 @@ import { Qos2Dedup, type Qos2Limits, type Qos2Pending } from './qos2-dedup.ts';
  */
 export interface MqttBrokerOptions extends PersistenceLimits, Qos2Limits {
   host: string;
-  port: number;
+  /** false: no plain TCP listener. */
+  port: number | false;
   maxPacketBytes: number;
+  tls?: MqttTlsOptions;
+  passwordFile?: string;
+  aclFile?: string;
+  reloadCheckMs: number;
 }
 
-export interface MqttSourceCounters extends PersistenceStats {
+export interface MqttSourceCounters extends PersistenceStats, SecurityCounters, TlsCounters {
   received: number;
   /** Publishes the journal refused (full under `reject`, write error): never acknowledged. */
   refused: number;
@@ -70,12 +79,22 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     retainedDropped: 0,
     queuedMessages: 0,
     retainedMessages: 0,
+    authBadCredentials: 0,
+    authNotAuthorized: 0,
+    authBusy: 0,
+    tlsRefused: 0,
+    aclPublishDenied: 0,
+    aclSubscribeDenied: 0,
+    tlsReloads: 0,
+    tlsReloadErrors: 0,
   };
   private readonly opts: MqttBrokerOptions;
   private readonly appender: RecordAppender;
   private readonly log: Logger;
   private broker: Aedes | null = null;
   private server: Server | null = null;
+  private tls: TlsListener | null = null;
+  private security: DeviceSecurity | null = null;
   private readonly sockets = new Map<Socket, AckGate>();
   private readonly qos2: Qos2Dedup;
   /** Connections not read until the journal catches up (see `pauseReading`). */
@@ -112,7 +131,17 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   }
 
   async start(): Promise<void> {
+    const o = this.opts;
+    // Files are read before anything listens: a bad one fails start-up with its name.
+    const tlsFiles = o.tls ? loadTlsOptions(o.tls) : null;
+    const security = new DeviceSecurity(
+      { ...o, requireClientCert: o.tls?.requireClientCert ?? false },
+      this.counters,
+      this.log,
+    );
+    this.security = security.active ? security : null;
     const broker = await Aedes.createBroker({
+      ...security.hooks(),
       authorizePublish: this.authorizePublish,
       persistence: new BoundedPersistence(this.opts, this.counters, this.qos2) as never,
       // aedes disconnects a client with more QoS 2 messages awaiting PUBREL; Qos2Dedup tracks as many.
@@ -122,31 +151,38 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     broker.on('connectionError', this.onClientError);
     this.broker = broker;
     this.accepting = true;
-    const server = createServer(this.onConnection);
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    this.log.info(this.addresses(), 'mqtt listening');
+    if (o.port !== false) {
+      this.server = createServer(this.onConnection);
+      await listen(this.server, o.port, o.host);
+      this.log.info(this.addresses(), 'mqtt listening');
+    }
+    if (o.tls && tlsFiles) {
+      const t = o.tls;
+      this.tls = new TlsListener(t, tlsFiles, this.counters, this.log, this.onTlsConnection);
+      await listen(this.tls.server, t.port, t.host ?? o.host);
+      this.tls.watchFiles(o.reloadCheckMs);
+      const where = address(this.tls.server);
+      this.log.info({ ...where, mtls: t.requireClientCert, identity: t.identity }, 'mqtt tls listening');
+    }
+    security.watchFiles(o.reloadCheckMs);
   }
 
   addresses(): Record<string, string | number> {
-    const a = this.server?.address();
-    return a && typeof a === 'object' ? { host: a.address, port: a.port } : {};
+    const tls = address(this.tls?.server);
+    return { ...address(this.server), ...(tls.port !== undefined ? { tlsPort: tls.port } : {}) };
   }
 
   async stop(): Promise<void> {
     this.accepting = false;
-    const server = this.server;
+    this.security?.stop();
+    this.tls?.stop();
     // net.Server#close waits for every open connection to end, and idle devices never end
     // theirs: destroy them first, then wait.
-    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined;
+    const closed = [this.server, this.tls?.server].map((server) =>
+      server ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined,
+    );
     for (const s of this.sockets.keys()) s.destroy();
-    await closed;
+    await Promise.all(closed);
     const broker = this.broker;
     if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
   }
@@ -164,6 +200,16 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     socket.setNoDelay(true);
     gateReads(socket, new PacketSizeGuard(this.opts.maxPacketBytes), this);
     this.broker.handle(socket);
+  };
+
+  /**
+   * A TLS connection is wired exactly as a TCP one (its TLSSocket is a net.Socket: the read
+   * guard, the outbound bound and the ack gate wrap its read and write), once its verified
+   * certificate, if any, has given the device its identity.
+   */
+  private readonly onTlsConnection = (socket: TLSSocket, identity: string | null): void => {
+    if (identity !== null) this.security?.setCertIdentity(socket, identity);
+    this.onConnection(socket);
   };
 
   /** Called by the size guard when a connection sends a packet over the limit. */
@@ -232,6 +278,11 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private readonly authorizePublish: AuthorizePublishHandler = (client, packet, callback) => {
     if (!this.accepting) {
       callback(new Error('gateway is shutting down'));
+      return;
+    }
+    // Outside the ACL: acknowledged as usual (no negative PUBACK in 3.1.1), never journaled.
+    if (this.security && !this.security.mayPublish(client, packet)) {
+      callback(null);
       return;
     }
     const gate = packet.qos === 0 || !client ? undefined : this.sockets.get(client.conn as Socket);
