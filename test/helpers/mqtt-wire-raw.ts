@@ -22,6 +22,8 @@ export interface RawConnect {
   /** The connect flags byte as sent; default: CleanSession plus the flags the fields below imply. */
   flags?: number;
   keepalive?: number;
+  /** CleanSession, when `flags` is not given (default true). */
+  clean?: boolean;
   clientId: string | Buffer;
   will?: { topic: string | Buffer; message: Buffer; qos?: number; retain?: boolean };
   username?: string | Buffer;
@@ -31,7 +33,7 @@ export interface RawConnect {
 export function rawConnect(c: RawConnect): Buffer {
   let flags = c.flags;
   if (flags === undefined) {
-    flags = 0x02;
+    flags = c.clean === false ? 0 : 0x02;
     if (c.will) flags |= 0x04 | ((c.will.qos ?? 0) << 3) | (c.will.retain ? 0x20 : 0);
     if (c.username !== undefined) flags |= 0x80;
     if (c.password !== undefined) flags |= 0x40;
