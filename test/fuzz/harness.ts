@@ -53,6 +53,8 @@ export interface FuzzReport {
   illFormedTopics: number;
   /** The daemon's `/metrics` lines for protocol errors at the end. */
   protocolErrors: string[];
+  /** Its V8 heap and external memory at the end (where RSS beyond the start went). */
+  memory: string[];
 }
 
 export function readRssKb(pid: number): number {
@@ -174,6 +176,9 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     protocolErrors: metrics
       .split('\n')
       .filter((l) => /^edgeferry_(mqtt|ingress)_protocol_errors_total/.test(l)),
+    memory: metrics
+      .split('\n')
+      .filter((l) => /^edgeferry_nodejs_(heap_size_(used|total)_bytes|external_memory_bytes) /.test(l)),
   };
   await good.endAsync().catch(() => {});
   return report;
