@@ -66,12 +66,13 @@ export class PacketSizeGuard {
         this.headLen += take;
         i += take;
         if (this.headLen < this.head.length) continue;
-        const need = bodyBytesNeeded(this.first, this.length, this.head);
-        if (need > this.head.length) {
-          this.head = Buffer.concat([this.head], need);
+        const head = this.head;
+        const need = bodyBytesNeeded(this.first, this.length, head, 0, head.length);
+        if (need > head.length) {
+          this.head = Buffer.concat([head], need);
           continue;
         }
-        const verdict = this.checked(checkBody(this.first, this.length, this.head));
+        const verdict = this.checked(checkBody(this.first, this.length, head, 0, head.length));
         if (verdict !== 'ok') return verdict;
         this.skipRest(this.head.length);
         this.head = EMPTY;
@@ -109,24 +110,23 @@ export class PacketSizeGuard {
 
   /** A fixed header is complete and `buf[at]` starts its body: check what the rules need of it. */
   private inspect(buf: Buffer, at: number): GuardVerdict {
-    const avail = buf.subarray(at, at + this.length);
-    let need = bodyBytesNeeded(this.first, this.length, EMPTY);
-    while (need > 0 && need <= avail.length) {
-      const more = bodyBytesNeeded(this.first, this.length, avail.subarray(0, need));
+    const avail = Math.min(this.length, buf.length - at);
+    let need = bodyBytesNeeded(this.first, this.length, buf, at, 0);
+    while (need > 0 && need <= avail) {
+      const more = bodyBytesNeeded(this.first, this.length, buf, at, need);
       if (more > need) {
         need = more;
         continue;
       }
-      const verdict = this.checked(checkBody(this.first, this.length, avail.subarray(0, need)));
+      const verdict = this.checked(checkBody(this.first, this.length, buf, at, need));
       if (verdict !== 'ok') return verdict;
       need = 0;
     }
     if (need > 0) {
-      // Split across reads: the walk copies the head in as it arrives.
+      // Split across reads: the walk copies the head in as it arrives (what is here now first).
       this.head = Buffer.allocUnsafe(need);
       this.headLen = 0;
       this.state = COLLECT;
-      this.bodyLeft = this.length;
       return 'ok';
     }
     this.skipRest(0);
