@@ -15,6 +15,9 @@ import { type BrokerHarness, startBroker } from './broker-harness.ts';
 let broker: BrokerHarness;
 let good: mqtt.MqttClient;
 let goodCount = 0;
+/** A local subscriber to everything: what the broker forwarded. */
+let watcher: mqtt.MqttClient;
+const forwarded: string[] = [];
 
 beforeAll(async () => {
   broker = await startBroker();
@@ -25,9 +28,16 @@ beforeAll(async () => {
     username: 'user-ü',
     password: Buffer.from([0xff, 0x00]),
   });
+  watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.port}`, {
+    clientId: 'watcher',
+    reconnectPeriod: 0,
+  });
+  watcher.on('message', (_topic, payload) => forwarded.push(payload.toString()));
+  await watcher.subscribeAsync('#', { qos: 1 });
 });
 
 afterAll(async () => {
+  await watcher?.endAsync();
   await good?.endAsync();
   await broker?.stop();
 });
@@ -284,6 +294,9 @@ describe('MQTT 3.1.1 conformance on a raw socket', () => {
       const journaled = await broker.journaledPayloads();
       expect(journaled.filter((p) => p.startsWith('bad:'))).toEqual([]);
       expect(journaled.at(-1)).toBe(`good-${goodCount}`);
+      // Nor forwarded to local subscribers.
+      await eventually(() => forwarded.includes(`good-${goodCount}`), 'the good message forwarded');
+      expect(forwarded.filter((p) => p.startsWith('bad:'))).toEqual([]);
     });
   }
 
