@@ -4,7 +4,9 @@
 // bytes the conformance checks need (conformance.ts): a CONNECT, SUBSCRIBE or UNSUBSCRIBE whole
 // (at most maxPacketBytes), a PUBLISH up to its packet identifier, never its payload. Those
 // bytes are looked at where they lie in the chunk; only a packet split across reads has its
-// head copied.
+// head copied, once all of it arrived. The pieces are kept as views of the reads (which the
+// broker's parser holds anyway) rather than in a buffer of the announced size: a peer announcing
+// a large CONNECT and sending one byte of it must not make the guard allocate the rest.
 
 import { bodyBytesNeeded, checkBody, checkHeader, type Violation } from './conformance.ts';
 
@@ -16,8 +18,6 @@ const DEAD = 4;
 
 export type GuardVerdict = 'ok' | 'oversize' | 'malformed' | 'violation';
 
-const EMPTY = Buffer.alloc(0);
-
 export class PacketSizeGuard {
   private readonly maxPacketBytes: number;
   private state = HEADER;
@@ -27,9 +27,10 @@ export class PacketSizeGuard {
   private lengthBytes = 0;
   private bodyLeft = 0;
   private connected = false;
-  /** The head of a packet split across reads, while it is collected. */
-  private head = EMPTY;
-  private headLen = 0;
+  /** The head of a packet split across reads, while it is collected: pieces, bytes, bytes wanted. */
+  private pieces: Buffer[] = [];
+  private have = 0;
+  private need = 0;
   /** Size of the packet that broke the limit, for the log line. */
   offending = 0;
   /** The rule broken, when the verdict was 'violation'. */
@@ -45,7 +46,7 @@ export class PacketSizeGuard {
     if (verdict !== 'ok') {
       // Nothing after a refused packet is looked at: the connection is being closed.
       this.state = DEAD;
-      this.head = EMPTY;
+      this.pieces = [];
     }
     return verdict;
   }
@@ -61,21 +62,22 @@ export class PacketSizeGuard {
         continue;
       }
       if (this.state === COLLECT) {
-        const take = Math.min(this.head.length - this.headLen, buf.length - i);
-        buf.copy(this.head, this.headLen, i, i + take);
-        this.headLen += take;
+        const take = Math.min(this.need - this.have, buf.length - i);
+        this.pieces.push(buf.subarray(i, i + take));
+        this.have += take;
         i += take;
-        if (this.headLen < this.head.length) continue;
-        const head = this.head;
-        const need = bodyBytesNeeded(this.first, this.length, head, 0, head.length);
-        if (need > head.length) {
-          this.head = Buffer.concat([head], need);
+        if (this.have < this.need) continue;
+        const head = this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces, this.have);
+        const need = bodyBytesNeeded(this.first, this.length, head, 0, this.have);
+        if (need > this.have) {
+          this.pieces = [head];
+          this.need = need;
           continue;
         }
-        const verdict = this.checked(checkBody(this.first, this.length, head, 0, head.length));
+        this.pieces = [];
+        const verdict = this.checked(checkBody(this.first, this.length, head, 0, this.have));
         if (verdict !== 'ok') return verdict;
-        this.skipRest(this.head.length);
-        this.head = EMPTY;
+        this.skipRest(this.have);
         continue;
       }
       const b = buf[i++];
@@ -124,8 +126,8 @@ export class PacketSizeGuard {
     }
     if (need > 0) {
       // Split across reads: the walk copies the head in as it arrives (what is here now first).
-      this.head = Buffer.allocUnsafe(need);
-      this.headLen = 0;
+      this.need = need;
+      this.have = 0;
       this.state = COLLECT;
       return 'ok';
     }
