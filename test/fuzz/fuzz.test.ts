@@ -7,7 +7,7 @@ import { type DaemonHandle, startDaemon, tempDir, writeConfig } from '../helpers
 import { HttpReceiver } from '../helpers/http-receiver.ts';
 import { type FuzzReport, fuzzConfig, runFuzz } from './harness.ts';
 import { mqttPlugin } from './mqtt-plugin.ts';
-import { fuzzSeed } from './rng.ts';
+import { caseRng, fuzzSeed } from './rng.ts';
 
 const MAX_PACKET_BYTES = 64 * 1024;
 const seed = fuzzSeed();
@@ -76,5 +76,15 @@ describe(`fuzz: hostile MQTT against the daemon (seed ${seed})`, () => {
     expect(report.illFormedTopics).toBe(0);
     // ...while fuzz publishes that happened to be well-formed did arrive: the check is not vacuous.
     expect(receiver.records.filter((r) => r.device.startsWith('fz-')).length).toBeGreaterThan(0);
+  });
+});
+
+describe('fuzz cases replay', () => {
+  it('a case depends only on the seed and its index', () => {
+    const plugin = mqttPlugin({ maxPacketBytes: MAX_PACKET_BYTES, lingerMs: 20 });
+    const at = (s: number, i: number) => plugin.make(caseRng(s, i));
+    expect(at(7, 123)).toEqual(at(7, 123));
+    expect(at(7, 123)).not.toEqual(at(7, 124));
+    expect(at(7, 123)).not.toEqual(at(8, 123));
   });
 });
