@@ -136,6 +136,17 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     'counter',
     mqttBy('result', { ok: 'tlsReloads', error: 'tlsReloadErrors' }),
   );
+  add(
+    'edgeferry_mqtt_protocol_errors_total',
+    'MQTT connections closed for breaking a rule of MQTT 3.1.1, by rule (the normative statement, e.g. MQTT-1.5.3-1).',
+    'counter',
+    () => {
+      const s = view.sources.find((x) => x.name === 'mqtt');
+      const rules = (s?.counters as { protocolErrorRules?: Record<string, number> } | undefined)
+        ?.protocolErrorRules;
+      return Object.entries(rules ?? {}).map(([rule, value]) => ({ labels: { rule }, value }));
+    },
+  );
 
   // The MQTT client source (README: My site already has a broker).
   const mqttClient = (value: (c: Record<string, unknown>) => number) => () => {

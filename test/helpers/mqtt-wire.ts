@@ -27,9 +27,9 @@ export interface PublishFlags {
   retain?: boolean;
 }
 
-/** A PUBLISH; `messageId` is required for QoS 1 and 2. */
+/** A PUBLISH; `messageId` is required for QoS 1 and 2. A Buffer topic goes on the wire as it is. */
 export function publishPacket(
-  topic: string,
+  topic: string | Buffer,
   payload: Buffer,
   qos: 0 | 1 | 2,
   messageId = 0,

@@ -6,6 +6,7 @@ import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
 import type { RecordInput } from '../../core/record.ts';
 import { AckGate } from './ack-gate.ts';
 import { BoundedPersistence, type PersistenceLimits, type PersistenceStats } from './bounded-persistence.ts';
+import type { Violation } from './conformance.ts';
 import { DeviceSecurity, type SecurityCounters } from './device-security.ts';
 import { address, listen } from './listen.ts';
 import { OutboundBound, type OutboundOverflow } from './outbound-bound.ts';
@@ -34,6 +35,8 @@ export interface MqttSourceCounters extends PersistenceStats, SecurityCounters, 
   refused: number;
   /** Connections closed for a malformed or oversize packet. */
   protocolErrors: number;
+  /** Of those, the ones that broke a rule of MQTT 3.1.1 (conformance.ts), by rule. */
+  protocolErrorRules: Record<string, number>;
   connections: number;
   /** Times intake paused because too much waited for the journal's commit. */
   pauses: number;
@@ -70,6 +73,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     received: 0,
     refused: 0,
     protocolErrors: 0,
+    protocolErrorRules: {},
     connections: 0,
     pauses: 0,
     slowSubscriberDisconnects: 0,
@@ -212,9 +216,13 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     this.onConnection(socket);
   };
 
-  /** Called by the size guard when a connection sends a packet over the limit. */
+  /** Called by the size guard when a connection sends a packet over the limit or breaks a rule. */
   refuseOversize(socket: Socket, guard: PacketSizeGuard, verdict: string): void {
     this.counters.protocolErrors++;
+    if (verdict === 'violation' && guard.violation) {
+      this.refuseViolation(socket, guard.violation);
+      return;
+    }
     const suppressed = this.protocolLog.take();
     if (suppressed >= 0) {
       this.log.warn(
@@ -231,6 +239,35 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       );
     }
     socket.destroy();
+  }
+
+  /**
+   * The packet is not handed to aedes, so nothing of it is journaled or forwarded; the
+   * connection closes without an answer, but for the one rule that asks for a CONNACK first.
+   */
+  private refuseViolation(socket: Socket, violation: Violation): void {
+    const rules = this.counters.protocolErrorRules;
+    rules[violation.rule] = (rules[violation.rule] ?? 0) + 1;
+    const suppressed = this.protocolLog.take();
+    if (suppressed >= 0) {
+      this.log.warn(
+        {
+          rule: violation.rule,
+          reason: violation.reason,
+          client: (socket as { client?: Client }).client?.id ?? null,
+          remote: socket.remoteAddress,
+          suppressed,
+        },
+        `mqtt protocol violation [${violation.rule}]: connection closed`,
+      );
+    }
+    if (violation.connack === undefined) {
+      socket.destroy();
+      return;
+    }
+    socket.end(Buffer.from([0x20, 2, 0, violation.connack]));
+    // A peer that never closes its side is not waited for.
+    setTimeout(() => socket.destroy(), 2000).unref();
   }
 
   outboundOverflow(socket: Socket, bound: OutboundBound): void {
