@@ -25,9 +25,10 @@ const RECEIVER = new URL('../helpers/netns-receiver.ts', import.meta.url).pathna
 const TIMEOUT_MS = 2000;
 /**
  * Added to the bound: a batch may linger 5 ms before it goes, /v1/status is polled every 50 ms,
- * and two shared cores delay timers; an undetected dead link shows up as a whole deadline late.
+ * and two shared cores running other tests delay timers (2.33 s was the slowest of 24 cuts in
+ * a 240 s run); a link missed by the first call shows up one more deadline late, past the bound.
  */
-const SLACK_MS = 1000;
+const SLACK_MS = 1500;
 const RATE = 100;
 const PAD = 'x'.repeat(300);
 
