@@ -76,6 +76,8 @@ export interface SinkStatus {
 
 const RATE_TICK_MS = 1000;
 const RATE_ALPHA = 0.2;
+/** A failed call that lasted this share of the deadline or more ran out of time. */
+const DEADLINE_REACHED = 0.9;
 
 /**
  * One delivery loop per sink: read from the sink's cursor in batches, keep what its routes
@@ -123,6 +125,8 @@ export class SinkDispatcher {
   /** A replayDeadLetters call waiting for the loop to be between batches. */
   private replayRequest: ReplayRequest | null = null;
   private readonly spans = new RecordFieldSpans();
+  /** Records per upstream call: batch.maxRecords, less after calls that ran out their deadline. */
+  private sendLimit: number;
 
   constructor(sink: Sink, journal: Journal, opts: DispatchOptions, log: Logger) {
     this.sink = sink;
@@ -131,6 +135,7 @@ export class SinkDispatcher {
     this.log = log;
     this.router = new TopicRouter(opts.routes);
     this.cursorName = `sink/${sink.name}`;
+    this.sendLimit = opts.batch.maxRecords;
   }
 
   static cursorNameOf(sinkName: string): string {
@@ -416,37 +421,57 @@ export class SinkDispatcher {
    * Sends until every record is acknowledged or dead-lettered (true), or until halted (false).
    * A sink may report that the front of the batch got through before a failure (`acked`) and
    * that a final failure concerns only some records (`refused`): the rest goes on.
+   *
+   * A call that ran out its deadline halves the records of the next one: over a link too slow to
+   * carry a full batch within `timeoutMs` (a 4G upload under a 1 MiB batch), resending the same
+   * batch would time out forever while the journal fills. An acknowledged call that took less
+   * than half the deadline doubles the size again, up to `batch.maxRecords`: the doubled call
+   * should still fit, so a slow link settles on one size instead of failing every other call.
    */
   private async deliver(records: StoredRecord[]): Promise<boolean> {
     const epoch = this.journal.epoch;
-    let batch: OutboundBatch = { epoch, records };
+    let rest = records;
     let attempt = 0;
     while (!this.halted) {
-      const err = await this.attempt(batch);
+      const sent = rest.length > this.sendLimit ? rest.slice(0, this.sendLimit) : rest;
+      const started = performance.now();
+      const err = await this.attempt({ epoch, records: sent });
+      const took = performance.now() - started;
       if (err === null) {
-        this.countDelivered(batch.records.length);
+        this.countDelivered(sent.length);
         this.markUp(attempt);
-        return true;
+        if (this.sendLimit < this.opts.batch.maxRecords && took < this.opts.timeoutMs / 2) {
+          this.sendLimit = Math.min(this.opts.batch.maxRecords, this.sendLimit * 2);
+        }
+        if (sent.length === rest.length) return true;
+        rest = rest.slice(sent.length);
+        attempt = 0;
+        continue;
       }
       if (this.halted) return false;
       const e = err as Error;
       this.lastError = describe(err);
       const se = err instanceof SinkSendError ? err : null;
-      const acked = se ? Math.min(se.acked, batch.records.length) : 0;
+      const acked = se ? Math.min(se.acked, sent.length) : 0;
       if (acked > 0) {
         this.countDelivered(acked);
-        if (acked === batch.records.length) return true;
-        batch = { epoch, records: batch.records.slice(acked) };
+        if (acked === rest.length) return true;
+        rest = rest.slice(acked);
         attempt = 0;
+        if (acked === sent.length) continue;
       }
+      const unacked = sent.length - acked;
       if (se !== null && !se.retryable) {
-        const rest = batch.records;
-        const k = Math.max(1, Math.min(se.refused ?? rest.length, rest.length));
+        const k = Math.max(1, Math.min(se.refused ?? unacked, unacked));
         if (!(await this.deadLetter(k === rest.length ? rest : rest.slice(0, k), e.message))) return false;
         if (k === rest.length) return true;
-        batch = { epoch, records: rest.slice(k) };
+        rest = rest.slice(k);
         attempt = 0;
         continue;
+      }
+      // The sink's own deadline (gRPC's, undici's) may end the call a little before ours.
+      if (unacked > 1 && took >= this.opts.timeoutMs * DEADLINE_REACHED) {
+        this.sendLimit = Math.ceil(unacked / 2);
       }
       this.counters.retries++;
       const delay = backoffDelay(this.opts.retry, attempt++, se?.retryAfterMs);

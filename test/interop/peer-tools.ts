@@ -141,3 +141,13 @@ export function mosquittoBroker(): PeerTool {
     available: p !== null,
   };
 }
+
+/** `ip` (netns, veth, routes) and `tc` (Debian `iproute2`): the link-fault tests' namespaces. */
+export function iproute2(): PeerTool {
+  return executables('ip, tc', 'iproute2', ['ip', 'tc']);
+}
+
+/** `iptables` (Debian `iptables`): DROP and REJECT rules inside a test's own namespace. */
+export function iptables(): PeerTool {
+  return executables('iptables', 'iptables', ['iptables']);
+}
