@@ -106,6 +106,19 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     'counter',
     mqtt('qos2Duplicates'),
   );
+  add(
+    'edgeferry_mqtt_limit_hits_total',
+    'MQTT broker limits hit (README: MQTT broker limits), by limit: connections closed at accept (connections), publishes over the rate (rate), connections closed for a topic or filter too long or too deep (topic), connections paused at maxInflight (inflight).',
+    'counter',
+    () => {
+      const c = view.sources.find((x) => x.name === 'mqtt')?.counters as Record<string, number> | undefined;
+      if (!c) return [];
+      return (['connections', 'rate', 'topic', 'inflight'] as const).map((limit) => ({
+        labels: { limit },
+        value: c[`limit${limit[0].toUpperCase()}${limit.slice(1)}`] ?? 0,
+      }));
+    },
+  );
 
   // The MQTT client source (README: My site already has a broker).
   const mqttClient = (value: (c: Record<string, unknown>) => number) => () => {

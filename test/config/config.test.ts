@@ -144,6 +144,7 @@ describe('defaults', () => {
         maxRetainedBytes: 16 * 1024 ** 2,
         maxAwaitingRel: 1000,
         maxAwaitingRelTotal: 100_000,
+        limits: { maxConnections: 5000, maxTopicBytes: 1024, maxTopicLevels: 32, maxInflight: 10_000 },
       },
       // Off: no url.
       mqttClient: {

@@ -2,6 +2,7 @@
 
 import * as z from 'zod';
 import { bytes, integer, nonEmpty, port, section } from '../../config/fields.ts';
+import { mqttLimitsConfig } from './limits-config.ts';
 
 export const mqttConfig = section({
   enabled: z.boolean().default(true),
@@ -20,4 +21,5 @@ export const mqttConfig = section({
   // Incoming QoS 2 messages awaiting PUBREL (EMQX's max_awaiting_rel), per client and in all.
   maxAwaitingRel: integer(1, 65535).default(1000),
   maxAwaitingRelTotal: integer(1).default(100_000),
+  limits: mqttLimitsConfig,
 });

@@ -1,10 +1,17 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { Aedes, type AuthorizePublishHandler, type Client, type PublishPacket } from 'aedes';
+import {
+  Aedes,
+  type AuthorizePublishHandler,
+  type AuthorizeSubscribeHandler,
+  type Client,
+  type PublishPacket,
+} from 'aedes';
 import { type Logger, ThrottledLog } from '../../core/logger.ts';
 import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
 import type { RecordInput } from '../../core/record.ts';
 import { AckGate } from './ack-gate.ts';
 import { BoundedPersistence, type PersistenceLimits, type PersistenceStats } from './bounded-persistence.ts';
+import { type BrokerLimitOptions, BrokerLimits, type LimitCounters } from './limits.ts';
 import { OutboundBound, type OutboundOverflow } from './outbound-bound.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
 import { Qos2Dedup, type Qos2Limits, type Qos2Pending } from './qos2-dedup.ts';
@@ -17,9 +24,10 @@ export interface MqttBrokerOptions extends PersistenceLimits, Qos2Limits {
   host: string;
   port: number;
   maxPacketBytes: number;
+  limits: BrokerLimitOptions;
 }
 
-export interface MqttSourceCounters extends PersistenceStats {
+export interface MqttSourceCounters extends PersistenceStats, LimitCounters {
   received: number;
   /** Publishes the journal refused (full under `reject`, write error): never acknowledged. */
   refused: number;
@@ -70,6 +78,10 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     retainedDropped: 0,
     queuedMessages: 0,
     retainedMessages: 0,
+    limitConnections: 0,
+    limitRate: 0,
+    limitTopic: 0,
+    limitInflight: 0,
   };
   private readonly opts: MqttBrokerOptions;
   private readonly appender: RecordAppender;
@@ -78,6 +90,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private server: Server | null = null;
   private readonly sockets = new Map<Socket, AckGate>();
   private readonly qos2: Qos2Dedup;
+  private readonly limits: BrokerLimits;
   /** Connections not read until the journal catches up (see `pauseReading`). */
   private readonly paused = new Set<Socket>();
   private readonly refusedLog = new ThrottledLog();
@@ -90,6 +103,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     this.appender = appender;
     this.log = log;
     this.qos2 = new Qos2Dedup(opts);
+    this.limits = new BrokerLimits(opts.limits, this.counters, log, resumeSocket);
   }
 
   /** The broker, for local delivery (gRPC Publish downlinks) once started. */
@@ -114,6 +128,9 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   async start(): Promise<void> {
     const broker = await Aedes.createBroker({
       authorizePublish: this.authorizePublish,
+      authorizeSubscribe: this.authorizeSubscribe,
+      // aedes closes a connection whose topic or filter has more levels (counted in onClientError).
+      maxTopicLevels: this.opts.limits.maxTopicLevels,
       persistence: new BoundedPersistence(this.opts, this.counters, this.qos2) as never,
       // aedes disconnects a client with more QoS 2 messages awaiting PUBREL; Qos2Dedup tracks as many.
       maxInflightInbound: this.opts.maxAwaitingRel,
@@ -156,11 +173,19 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       socket.destroy();
       return;
     }
+    if (!this.limits.admit(socket, this.sockets.size)) {
+      socket.destroy();
+      return;
+    }
     this.counters.connections++;
     // The bound wraps socket.write first, so the gate's released writes pass through it and the
     // acks the gate holds never count as queued (see OutboundBound).
-    this.sockets.set(socket, new AckGate(socket, new OutboundBound(socket, this.opts, this)));
-    socket.once('close', () => this.sockets.delete(socket));
+    const gate = new AckGate(socket, new OutboundBound(socket, this.opts, this));
+    this.sockets.set(socket, gate);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.limits.forget(socket, gate);
+    });
     socket.setNoDelay(true);
     gateReads(socket, new PacketSizeGuard(this.opts.maxPacketBytes), this);
     this.broker.handle(socket);
@@ -218,7 +243,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
 
   private readonly onClientError = (client: Client | null, err: Error): void => {
     // Refused appends are logged where they happen; here the rest: parse errors, resets.
-    if ((err as { code?: string }).code?.startsWith('EF_')) return;
+    if ((err as { code?: string }).code?.startsWith('EF_') || this.limits.isTooManyLevels(err)) return;
     this.counters.protocolErrors++;
     const suppressed = this.protocolLog.take();
     if (suppressed >= 0) {
@@ -234,6 +259,13 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       callback(new Error('gateway is shutting down'));
       return;
     }
+    const verdict = this.limits.checkPublish(client?.conn as Socket | undefined, client?.id, packet);
+    if (verdict !== 'ok') {
+      // A dropped QoS 1/2 publish is still acked, as mosquitto does for one it refuses:
+      // MQTT 3.1.1 has no negative PUBACK, and a device that never got one would resend it.
+      callback(verdict === 'drop' ? null : verdict);
+      return;
+    }
     const gate = packet.qos === 0 || !client ? undefined : this.sockets.get(client.conn as Socket);
     if (gate && packet.qos === 2 && typeof packet.messageId === 'number') {
       this.appendQos2(client!, packet, gate);
@@ -242,6 +274,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       if (gate) {
         gate.appendedOne();
         this.appender.append(toRecord(client, packet), this.onCommitted, gate);
+        this.limits.afterAppend(client!.conn as Socket, gate);
       } else {
         this.appender.append(toRecord(client, packet), null, null);
       }
@@ -278,7 +311,12 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       this.onCommittedQos2,
       this.qos2.track(client.id, messageId, gate),
     );
+    this.limits.afterAppend(client.conn as Socket, gate);
   }
+
+  private readonly authorizeSubscribe: AuthorizeSubscribeHandler = (client, sub, callback) => {
+    callback(this.limits.checkFilter(client?.id, sub.topic), sub);
+  };
 
   private readonly onCommittedQos2 = (err: Error | null, _seq: number, pending: Qos2Pending): void => {
     const waiters = pending.waiters;
@@ -286,6 +324,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     if (!err) {
       pending.committed = true;
       pending.gate.committedOne();
+      this.limits.afterCommit(pending.gate);
       if (waiters) for (const g of waiters) g.committedOne();
       return;
     }
@@ -298,6 +337,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private readonly onCommitted = (err: Error | null, _seq: number, gate: AckGate): void => {
     if (!err) {
       gate.committedOne();
+      this.limits.afterCommit(gate);
       return;
     }
     this.counters.refused++;
@@ -325,14 +365,18 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private readonly resumeReading = (): void => {
     const sockets = [...this.paused];
     this.paused.clear();
-    // The broker reads on 'readable'; the refused read left data buffered without a new event.
-    for (const s of sockets) if (!s.destroyed) s.emit('readable');
+    for (const s of sockets) resumeSocket(s);
   };
 
   /** Whether the broker may read from `socket` now. */
   mayRead(socket: Socket): boolean {
-    return !this.paused.has(socket);
+    return !this.paused.has(socket) && !this.limits.inflightFull(socket);
   }
+}
+
+/** The broker reads on 'readable'; a refused read left data buffered without a new event. */
+function resumeSocket(socket: Socket): void {
+  if (!socket.destroyed) socket.emit('readable');
 }
 
 function toRecord(client: Client | null, packet: PublishPacket): RecordInput {
