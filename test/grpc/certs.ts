@@ -101,20 +101,34 @@ function makeLeaf(dir: string, name: string, ca: string, ext: string): void {
   );
 }
 
+const SERVER_EXT =
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n';
+const CLIENT_EXT =
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n';
+
+/**
+ * Another certificate from the PKI's CA (`<dir>/<name>.crt` and `.key`, CN=name), such as
+ * cert-manager would issue at a renewal: for rotation tests.
+ */
+export function issueLeaf(
+  pki: TestPki,
+  name: string,
+  kind: 'server' | 'client',
+): { cert: Buffer; key: Buffer } {
+  makeLeaf(pki.dir, name, 'ca', kind === 'server' ? SERVER_EXT : CLIENT_EXT);
+  return {
+    cert: readFileSync(join(pki.dir, `${name}.crt`)),
+    key: readFileSync(join(pki.dir, `${name}.key`)),
+  };
+}
+
 /** Writes the whole PKI into `dir` (a fresh temporary directory). */
 export function generatePki(dir: string): TestPki {
   makeCa(dir, 'ca');
   makeCa(dir, 'other-ca');
-  makeLeaf(
-    dir,
-    'server',
-    'ca',
-    'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n',
-  );
-  const clientExt =
-    'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n';
-  makeLeaf(dir, 'client', 'ca', clientExt);
-  makeLeaf(dir, 'other-client', 'other-ca', clientExt);
+  makeLeaf(dir, 'server', 'ca', SERVER_EXT);
+  makeLeaf(dir, 'client', 'ca', CLIENT_EXT);
+  makeLeaf(dir, 'other-client', 'other-ca', CLIENT_EXT);
   const f = (name: string) => join(dir, name);
   const r = (name: string) => readFileSync(join(dir, name));
   return {
