@@ -120,6 +120,17 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     },
   );
 
+  add(
+    'edgeferry_tls_reloads_total',
+    'Rotated TLS files taken into use (result="reloaded") or refused as broken, the previous ones kept (result="refused"), by component (grpc, sink/<name>).',
+    'counter',
+    () =>
+      (view.tls ?? []).flatMap(({ component, counters }) => [
+        { labels: { component, result: 'reloaded' }, value: counters.reloads },
+        { labels: { component, result: 'refused' }, value: counters.reloadErrors },
+      ]),
+  );
+
   // The MQTT client source (README: My site already has a broker).
   const mqttClient = (value: (c: Record<string, unknown>) => number) => () => {
     const s = view.sources.find((x) => x.name === 'mqtt-client');

@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type Server, ServerCredentials } from '@grpc/grpc-js';
 
 const OPENSSL = '/usr/bin/openssl';
 
@@ -150,4 +151,16 @@ export function generatePki(dir: string): TestPki {
     otherClientCert: r('other-client.crt'),
     otherClientKey: r('other-client.key'),
   };
+}
+
+/** Binds a grpc-js server on 127.0.0.1 with the PKI's server certificate, requiring client certificates from its CA. */
+export function bindMtls(server: Server, pki: TestPki): Promise<number> {
+  const creds = ServerCredentials.createSsl(
+    pki.ca,
+    [{ private_key: pki.serverKey, cert_chain: pki.serverCert }],
+    true,
+  );
+  return new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
 }
