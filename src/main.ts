@@ -94,6 +94,7 @@ export class Gateway {
       sources: this.sources,
       dispatchers: this.dispatchers,
       consumers: null,
+      tls: [],
       // Not ready while the journal refuses writes (recovering after a failed write): devices
       // would be refused, so a Service should send them to another node meanwhile.
       ready: () => this.listening && this.journal?.writable === true && this.stopping === null,
@@ -122,7 +123,7 @@ export class Gateway {
       this.view.consumers = this.grpc.consumers;
       await this.grpc.start();
       const tls = this.grpc.tlsReloads;
-      if (tls) (this.view.tls ??= []).push({ component: 'grpc', counters: tls });
+      if (tls) this.view.tls?.push({ component: 'grpc', counters: tls });
     }
     const journal = await Journal.open(
       {
@@ -155,7 +156,7 @@ export class Gateway {
     for (const sc of c.sinks) {
       const sink = await createSink(sc, c.node.id, this.log.child({ component: 'sink' }));
       const tls = (sink as { tlsReloads?: TlsReloadCounters | null }).tlsReloads;
-      if (tls) (this.view.tls ??= []).push({ component: `sink/${sc.name}`, counters: tls });
+      if (tls) this.view.tls?.push({ component: `sink/${sc.name}`, counters: tls });
       const d = new SinkDispatcher(
         sink,
         journal,
