@@ -158,7 +158,7 @@ describe('defaults', () => {
         maxPacketBytes: 256 * 1024,
         retry: { minMs: 100, maxMs: 30_000 },
       },
-      admin: { enabled: true, host: '0.0.0.0', port: 8080 },
+      admin: { enabled: true, host: '0.0.0.0', port: 8080, protectMetrics: false },
       grpc: {
         enabled: true,
         host: '0.0.0.0',
