@@ -11,6 +11,7 @@ import type { Config } from './config/schema.ts';
 import { compactHeap } from './core/compact-heap.ts';
 import type { Logger } from './core/logger.ts';
 import { CommandRouter, type Sink, type Source } from './core/pipeline.ts';
+import type { TlsReloadCounters } from './core/tls-files.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
 import type { GatewayView } from './observability/gateway-view.ts';
@@ -42,6 +43,8 @@ async function createSink(cfg: SinkConfig, nodeId: string, log: Logger): Promise
         headers: cfg.headers,
         payloadEncoding: cfg.payloadEncoding,
         timeoutMs: cfg.timeoutMs,
+        tls: cfg.tls,
+        log,
       });
     }
     case 'mqtt': {
@@ -91,6 +94,7 @@ export class Gateway {
       sources: this.sources,
       dispatchers: this.dispatchers,
       consumers: null,
+      tls: [],
       // Not ready while the journal refuses writes (recovering after a failed write): devices
       // would be refused, so a Service should send them to another node meanwhile.
       ready: () => this.listening && this.journal?.writable === true && this.stopping === null,
@@ -118,6 +122,8 @@ export class Gateway {
       this.grpc = new GatewayGrpcServer(c.grpc, this.log.child({ component: 'grpc' }));
       this.view.consumers = this.grpc.consumers;
       await this.grpc.start();
+      const tls = this.grpc.tlsReloads;
+      if (tls) this.view.tls?.push({ component: 'grpc', counters: tls });
     }
     const journal = await Journal.open(
       {
@@ -148,8 +154,11 @@ export class Gateway {
     await this.removeStaleSinkCursors(journal);
 
     for (const sc of c.sinks) {
+      const sink = await createSink(sc, c.node.id, this.log.child({ component: 'sink' }));
+      const tls = (sink as { tlsReloads?: TlsReloadCounters | null }).tlsReloads;
+      if (tls) this.view.tls?.push({ component: `sink/${sc.name}`, counters: tls });
       const d = new SinkDispatcher(
-        await createSink(sc, c.node.id, this.log.child({ component: 'sink' })),
+        sink,
         journal,
         { routes: sc.routes, batch: sc.batch, retry: sc.retry, timeoutMs: sc.timeoutMs },
         this.log.child({ component: 'dispatch' }),

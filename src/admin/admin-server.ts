@@ -2,6 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import type { GatewayView } from '../observability/gateway-view.ts';
+import { type AdminAuthOptions, BearerAuth } from './bearer-auth.ts';
 import { deleteConsumer, getConsumer, listConsumers } from './consumer-routes.ts';
 import { deleteDeadLetters, listDeadLetters, replayDeadLetters } from './deadletter-routes.ts';
 import { HttpError, send, sendJson } from './http-util.ts';
@@ -12,7 +13,7 @@ import { buildStatus } from './status.ts';
 // resident memory that nothing here uses (the HTTP sink has the undici package).
 const { createServer } = process.getBuiltinModule('node:http');
 
-export interface AdminOptions {
+export interface AdminOptions extends AdminAuthOptions {
   host: string;
   port: number;
 }
@@ -35,6 +36,7 @@ export class AdminServer {
   private readonly registry: Registry;
   private readonly log: Logger;
   private readonly routes: Record<string, Route>;
+  private auth: BearerAuth | null = null;
 
   constructor(opts: AdminOptions, view: GatewayView, registry: Registry, log: Logger) {
     this.opts = opts;
@@ -75,6 +77,7 @@ export class AdminServer {
   }
 
   async start(): Promise<void> {
+    this.auth = BearerAuth.from(this.opts);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.opts.port, this.opts.host, () => {
@@ -82,7 +85,7 @@ export class AdminServer {
         resolve();
       });
     });
-    this.log.info(this.addresses(), 'admin listening');
+    this.log.info({ ...this.addresses(), token: this.auth !== null }, 'admin listening');
   }
 
   addresses(): Record<string, string | number> {
@@ -97,6 +100,7 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
+    this.auth?.check(url.pathname, req);
     const route = this.route(url.pathname);
     if (!route) throw new HttpError(404, `no such path: ${url.pathname}`);
     const method = req.method === 'HEAD' ? 'GET' : req.method;

@@ -82,7 +82,11 @@ export const configSchema = z.preprocess(
         enabled: z.boolean().default(true),
         host: nonEmpty().default('0.0.0.0'),
         port: port().default(8080),
-      }),
+        // A bearer token for /v1/* (and /metrics with protectMetrics); probes stay open.
+        token: nonEmpty().optional(),
+        tokenFile: filePath().optional(),
+        protectMetrics: z.boolean().default(false),
+      }).superRefine(adminTokenRules),
       grpc: section({
         enabled: z.boolean().default(true),
         host: nonEmpty().default('0.0.0.0'),
@@ -134,6 +138,26 @@ export const configSchema = z.preprocess(
     })
     .prefault({}),
 );
+
+function adminTokenRules(
+  a: { token?: string; tokenFile?: string; protectMetrics: boolean },
+  ctx: z.RefinementCtx,
+): void {
+  if (a.token !== undefined && a.tokenFile !== undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['tokenFile'],
+      message: 'token and tokenFile exclude each other',
+      input: a.tokenFile,
+    });
+  if (a.protectMetrics && a.token === undefined && a.tokenFile === undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['protectMetrics'],
+      message: 'needs token or tokenFile',
+      input: true,
+    });
+}
 
 /** The parsed configuration: defaults filled in, byte sizes in bytes, durations in ms. */
 export type Config = z.output<typeof configSchema>;

@@ -1,4 +1,5 @@
 import type { ConsumerDirectory } from '../core/consumers.ts';
+import type { TlsReloadCounters } from '../core/tls-files.ts';
 import type { SinkDispatcher } from '../dispatch/sink-dispatcher.ts';
 import type { Journal } from '../journal/journal.ts';
 
@@ -13,6 +14,8 @@ export interface GatewayView {
   consumers?: ConsumerDirectory | null;
   /** Journal open and every listener bound. */
   ready(): boolean;
+  /** Components that follow rotated TLS files (`grpc`, `sink/<name>`). */
+  tls?: { component: string; counters: TlsReloadCounters }[];
 }
 
 export interface SinkReport {

@@ -106,6 +106,30 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     'counter',
     mqtt('qos2Duplicates'),
   );
+  add(
+    'edgeferry_mqtt_limit_hits_total',
+    'MQTT broker limits hit (README: MQTT broker limits), by limit: connections closed at accept (connections), publishes over the rate (rate), connections closed for a topic or filter too long or too deep (topic), connections paused at maxInflight (inflight).',
+    'counter',
+    () => {
+      const c = view.sources.find((x) => x.name === 'mqtt')?.counters as Record<string, number> | undefined;
+      if (!c) return [];
+      return (['connections', 'rate', 'topic', 'inflight'] as const).map((limit) => ({
+        labels: { limit },
+        value: c[`limit${limit[0].toUpperCase()}${limit.slice(1)}`] ?? 0,
+      }));
+    },
+  );
+
+  add(
+    'edgeferry_tls_reloads_total',
+    'Rotated TLS files taken into use (result="reloaded") or refused as broken, the previous ones kept (result="refused"), by component (grpc, sink/<name>).',
+    'counter',
+    () =>
+      (view.tls ?? []).flatMap(({ component, counters }) => [
+        { labels: { component, result: 'reloaded' }, value: counters.reloads },
+        { labels: { component, result: 'refused' }, value: counters.reloadErrors },
+      ]),
+  );
 
   // Device security (README: Securing device access).
   const mqttBy = (label: string, fields: Record<string, string>) => () => {

@@ -145,6 +145,7 @@ describe('defaults', () => {
         maxAwaitingRel: 1000,
         maxAwaitingRelTotal: 100_000,
         reloadCheckMs: 10_000,
+        limits: { maxConnections: 5000, maxTopicBytes: 1024, maxTopicLevels: 32, maxInflight: 10_000 },
       },
       // Off: no url.
       mqttClient: {
@@ -158,7 +159,7 @@ describe('defaults', () => {
         maxPacketBytes: 256 * 1024,
         retry: { minMs: 100, maxMs: 30_000 },
       },
-      admin: { enabled: true, host: '0.0.0.0', port: 8080 },
+      admin: { enabled: true, host: '0.0.0.0', port: 8080, protectMetrics: false },
       grpc: {
         enabled: true,
         host: '0.0.0.0',

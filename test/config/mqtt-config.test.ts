@@ -1,4 +1,4 @@
-// The mqtt section's bounds: defaults, units, and errors that name the field.
+// The mqtt section's bounds and limits: defaults, units, and errors that name the field.
 
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
@@ -74,5 +74,42 @@ describe('mqtt device security fields', () => {
     );
     expect(errorOf({ mqtt: { passwordFile: '' } })).toContain('mqtt.passwordFile: must not be empty');
     expect(errorOf({ mqtt: { tls: { certFile: 'c', keyFile: 'k', cafile: 'x' } } })).toContain('mqtt.tls');
+  });
+});
+
+describe('mqtt.limits', () => {
+  it('defaults: far above a site, no publish rate', () => {
+    const { mqtt } = parseConfig({}, {});
+    expect(mqtt.limits).toEqual({
+      maxConnections: 5000,
+      maxTopicBytes: 1024,
+      maxTopicLevels: 32,
+      maxInflight: 10_000,
+    });
+  });
+
+  it('a publish rate: burst defaults to one second of it, onExceed to disconnect', () => {
+    const { mqtt } = parseConfig(
+      { mqtt: { limits: { publishRate: { messagesPerSecond: 2.5 }, maxTopicBytes: '2KiB' } } },
+      {},
+    );
+    expect(mqtt.limits.publishRate).toEqual({ messagesPerSecond: 2.5, burst: 3, onExceed: 'disconnect' });
+    expect(mqtt.limits.maxTopicBytes).toBe(2048);
+  });
+
+  it('names the bad field', () => {
+    expect(errorOf({ mqtt: { limits: { maxTopicLevels: 101 } } })).toContain(
+      'mqtt.limits.maxTopicLevels: must be an integer in 1..100 (got 101)',
+    );
+    expect(errorOf({ mqtt: { limits: { maxConnections: 0 } } })).toContain(
+      'mqtt.limits.maxConnections: must be an integer >= 1 (got 0)',
+    );
+    expect(errorOf({ mqtt: { limits: { publishRate: { messagesPerSecond: 0 } } } })).toContain(
+      'mqtt.limits.publishRate.messagesPerSecond: must be a number > 0',
+    );
+    expect(
+      errorOf({ mqtt: { limits: { publishRate: { messagesPerSecond: 5, onExceed: 'kick' } } } }),
+    ).toContain('mqtt.limits.publishRate.onExceed');
+    expect(errorOf({ mqtt: { limits: { maxInflights: 5 } } })).toContain('maxInflights');
   });
 });

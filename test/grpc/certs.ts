@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type Server, ServerCredentials } from '@grpc/grpc-js';
 
 const OPENSSL = '/usr/bin/openssl';
 
@@ -101,20 +102,34 @@ function makeLeaf(dir: string, name: string, ca: string, ext: string): void {
   );
 }
 
+const SERVER_EXT =
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n';
+const CLIENT_EXT =
+  'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n';
+
+/**
+ * Another certificate from the PKI's CA (`<dir>/<name>.crt` and `.key`, CN=name), such as
+ * cert-manager would issue at a renewal: for rotation tests.
+ */
+export function issueLeaf(
+  pki: TestPki,
+  name: string,
+  kind: 'server' | 'client',
+): { cert: Buffer; key: Buffer } {
+  makeLeaf(pki.dir, name, 'ca', kind === 'server' ? SERVER_EXT : CLIENT_EXT);
+  return {
+    cert: readFileSync(join(pki.dir, `${name}.crt`)),
+    key: readFileSync(join(pki.dir, `${name}.key`)),
+  };
+}
+
 /** Writes the whole PKI into `dir` (a fresh temporary directory). */
 export function generatePki(dir: string): TestPki {
   makeCa(dir, 'ca');
   makeCa(dir, 'other-ca');
-  makeLeaf(
-    dir,
-    'server',
-    'ca',
-    'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n',
-  );
-  const clientExt =
-    'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n';
-  makeLeaf(dir, 'client', 'ca', clientExt);
-  makeLeaf(dir, 'other-client', 'other-ca', clientExt);
+  makeLeaf(dir, 'server', 'ca', SERVER_EXT);
+  makeLeaf(dir, 'client', 'ca', CLIENT_EXT);
+  makeLeaf(dir, 'other-client', 'other-ca', CLIENT_EXT);
   const f = (name: string) => join(dir, name);
   const r = (name: string) => readFileSync(join(dir, name));
   return {
@@ -136,4 +151,16 @@ export function generatePki(dir: string): TestPki {
     otherClientCert: r('other-client.crt'),
     otherClientKey: r('other-client.key'),
   };
+}
+
+/** Binds a grpc-js server on 127.0.0.1 with the PKI's server certificate, requiring client certificates from its CA. */
+export function bindMtls(server: Server, pki: TestPki): Promise<number> {
+  const creds = ServerCredentials.createSsl(
+    pki.ca,
+    [{ private_key: pki.serverKey, cert_chain: pki.serverCert }],
+    true,
+  );
+  return new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
 }

@@ -2,7 +2,7 @@
 // variant of it built here, the daemon as a child process, mqtt.js devices, all on 127.0.0.1.
 
 import { spawnSync } from 'node:child_process';
-import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
+import { Server, type ServerUnaryCall, type sendUnaryData, status } from '@grpc/grpc-js';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GrpcIngestReceiver, type IngestedRecord } from '../../bench/receivers/grpc-ingest-receiver.ts';
@@ -17,7 +17,7 @@ import {
   tempDir,
   writeConfig,
 } from '../helpers/daemon.ts';
-import { generatePki, type TestPki } from './certs.ts';
+import { bindMtls, generatePki, type TestPki } from './certs.ts';
 
 const daemons: DaemonHandle[] = [];
 const devices: MqttClient[] = [];
@@ -212,14 +212,7 @@ async function tlsReceiver(pki: TestPki): Promise<{ port: number; records: Inges
       cb(null, {});
     },
   });
-  const creds = ServerCredentials.createSsl(
-    pki.ca,
-    [{ private_key: pki.serverKey, cert_chain: pki.serverCert }],
-    true,
-  );
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', creds, (err, p) => (err ? reject(err) : resolve(p))),
-  );
+  const port = await bindMtls(server, pki);
   stops.push(() => server.forceShutdown());
   return { port, records };
 }

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import {
+  experimental,
   Server,
   ServerCredentials,
   type ServerUnaryCall,
@@ -19,6 +19,7 @@ import {
   type Downlink,
   type RecordLog,
 } from '../../core/pipeline.ts';
+import { TlsFileWatcher, type TlsMaterial } from '../../core/tls-files.ts';
 import { TopicRouter, validateTopicFilter } from '../../core/topic-filter.ts';
 import { Consumers, consumerCursor, type StreamLease } from './consumers.ts';
 import { loadService } from './proto.ts';
@@ -39,6 +40,8 @@ export interface GrpcServerOptions {
   keepalive?: { timeMs: number; timeoutMs: number };
   /** A durable consumer with no open stream and no Ack for this long is removed (default 1 day). */
   consumers?: { expireAfter: number };
+  /** How often the TLS files are checked for new contents (default 10 s). */
+  tlsReloadMs?: number;
 }
 
 interface SubscribeRequest {
@@ -99,6 +102,47 @@ function consumerMessage(c: ConsumerInfo): ConsumerMessage {
   };
 }
 
+/** grpc-js' certificate provider interface over the files the watcher last accepted. */
+class WatchedFiles implements experimental.CertificateProvider {
+  private m: TlsMaterial = {};
+  private readonly ca = new Set<experimental.CaCertificateUpdateListener>();
+  private readonly identity = new Set<experimental.IdentityCertificateUpdateListener>();
+
+  update(m: TlsMaterial): void {
+    this.m = m;
+    for (const l of this.identity) l(this.identityUpdate());
+    for (const l of this.ca) l(this.caUpdate());
+  }
+
+  private identityUpdate() {
+    return this.m.cert && this.m.key ? { certificate: this.m.cert, privateKey: this.m.key } : null;
+  }
+
+  private caUpdate() {
+    return this.m.ca ? { caCertificate: this.m.ca } : null;
+  }
+
+  // grpc-js takes its first context from the listeners' first call, which must come after
+  // `add` returns: its own watcher is registered only then (server-credentials.js _addWatcher).
+  addCaCertificateListener(l: experimental.CaCertificateUpdateListener): void {
+    this.ca.add(l);
+    process.nextTick(() => this.ca.has(l) && l(this.caUpdate()));
+  }
+
+  removeCaCertificateListener(l: experimental.CaCertificateUpdateListener): void {
+    this.ca.delete(l);
+  }
+
+  addIdentityCertificateListener(l: experimental.IdentityCertificateUpdateListener): void {
+    this.identity.add(l);
+    process.nextTick(() => this.identity.has(l) && l(this.identityUpdate()));
+  }
+
+  removeIdentityCertificateListener(l: experimental.IdentityCertificateUpdateListener): void {
+    this.identity.delete(l);
+  }
+}
+
 /** A gRPC status error as grpc-js expects it from a handler. */
 function grpcError(code: status, details: string) {
   return Object.assign(new Error(details), { code, details });
@@ -124,6 +168,7 @@ export class GatewayGrpcServer {
     'edgeferry.v1.Gateway': 'NOT_SERVING',
   });
   private boundPort = 0;
+  private tlsWatcher: TlsFileWatcher | null = null;
 
   /**
    * The server can start before the journal is open, so Kubernetes gRPC probes get an answer
@@ -188,6 +233,7 @@ export class GatewayGrpcServer {
   }
 
   async stop(graceMs = 2_000): Promise<void> {
+    this.tlsWatcher?.stop();
     this.setServing(false);
     this.consumers.stop();
     await new Promise<void>((resolve) => {
@@ -204,14 +250,30 @@ export class GatewayGrpcServer {
     });
   }
 
+  /**
+   * Rotated files reach new connections through grpc-js' certificate-provider credentials: the
+   * secure context of its HTTP/2 server is replaced, established connections keep theirs. The
+   * watcher validates the files first: grpc-js, handed a context it cannot build, would refuse
+   * every new connection.
+   */
   private credentials(): ServerCredentials {
     const tls = this.opts.tls;
     if (!tls) return ServerCredentials.createInsecure();
-    return ServerCredentials.createSsl(
-      tls.caFile ? readFileSync(tls.caFile) : null,
-      [{ private_key: readFileSync(tls.keyFile), cert_chain: readFileSync(tls.certFile) }],
+    const provider = new WatchedFiles();
+    const watcher = new TlsFileWatcher(tls, 'grpc server', this.log, (m) => provider.update(m));
+    provider.update(watcher.current);
+    this.tlsWatcher = watcher;
+    watcher.start(this.opts.tlsReloadMs);
+    return experimental.createCertificateProviderServerCredentials(
+      provider,
+      tls.caFile ? provider : null,
       Boolean(tls.caFile),
     );
+  }
+
+  /** New TLS files taken into use and refused since start. */
+  get tlsReloads(): { reloads: number; reloadErrors: number } | null {
+    return this.tlsWatcher?.counters ?? null;
   }
 
   private readonly subscribe = (call: ServerWritableStream<SubscribeRequest, Buffer>): void => {

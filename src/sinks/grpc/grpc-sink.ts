@@ -1,15 +1,8 @@
-import { readFileSync } from 'node:fs';
-import {
-  type ChannelCredentials,
-  Client,
-  credentials,
-  Metadata,
-  type ServiceError,
-  status,
-} from '@grpc/grpc-js';
+import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { OutboundBatch, Sink } from '../../core/pipeline.ts';
+import { TlsFileWatcher, type TlsMaterial } from '../../core/tls-files.ts';
 import { encodePushRequest, pushHeadSize, pushRecordSize } from './push-request.ts';
 
 export interface GrpcTlsOptions {
@@ -38,6 +31,8 @@ export interface GrpcSinkOptions {
   maxMessageBytes: number;
   /** For the line that says the upstream's message limit is lower than `maxMessageBytes`. */
   log?: Logger;
+  /** How often the TLS files are checked for new contents (default 10 s). */
+  tlsReloadMs?: number;
 }
 
 /** gRPC's default receive limit: what an upstream accepts unless it raised it. */
@@ -95,7 +90,11 @@ const identity = (b: Buffer): Buffer => b;
 export class GrpcSink implements Sink {
   readonly name: string;
   readonly type = 'grpc';
-  private readonly client: Client;
+  private client: Client;
+  /** Calls in flight per channel: a channel replaced by rotated TLS files closes when idle. */
+  private readonly calls = new Map<Client, number>();
+  private readonly channelOptions: Record<string, number | string>;
+  private readonly tls: TlsFileWatcher | null = null;
   private readonly opts: GrpcSinkOptions;
   private readonly metadata: Metadata;
   private readonly headBytes: number;
@@ -114,11 +113,50 @@ export class GrpcSink implements Sink {
       'grpc.max_reconnect_backoff_ms': 5_000,
     };
     if (opts.tls?.serverName) channelOptions['grpc.ssl_target_name_override'] = opts.tls.serverName;
-    this.client = new Client(opts.target, channelCredentials(opts.tls), channelOptions);
+    this.channelOptions = channelOptions;
+    const tls = opts.tls;
+    if (tls && (tls.caFile || tls.certFile)) {
+      this.tls = new TlsFileWatcher(tls, `grpc sink ${opts.name}`, opts.log ?? SILENT, this.rotate);
+      this.tls.start(opts.tlsReloadMs);
+    }
+    this.client = this.newClient(this.tls?.current);
     this.metadata = new Metadata();
     for (const [k, v] of Object.entries(opts.metadata ?? {})) this.metadata.set(k, v);
     this.headBytes = pushHeadSize(opts.node);
     this.limit = opts.maxMessageBytes;
+  }
+
+  /** New TLS files taken into use and refused since start. */
+  get tlsReloads(): { reloads: number; reloadErrors: number } | null {
+    return this.tls?.counters ?? null;
+  }
+
+  private newClient(m: TlsMaterial | undefined): Client {
+    const creds = this.opts.tls
+      ? credentials.createSsl(m?.ca ?? null, m?.key ?? null, m?.cert ?? null)
+      : credentials.createInsecure();
+    return new Client(this.opts.target, creds, this.channelOptions);
+  }
+
+  /**
+   * New TLS files: the next call opens a new channel with them (an upstream that checks the
+   * client certificate sees the new one at once); calls in flight finish on the old channel,
+   * closed once they have.
+   */
+  private readonly rotate = (m: TlsMaterial): void => {
+    const old = this.client;
+    this.client = this.newClient(m);
+    if (!this.calls.has(old)) old.close();
+  };
+
+  private callDone(client: Client): void {
+    const n = (this.calls.get(client) ?? 1) - 1;
+    if (n > 0) {
+      this.calls.set(client, n);
+      return;
+    }
+    this.calls.delete(client);
+    if (client !== this.client) client.close();
   }
 
   /** The message limit in use: maxMessageBytes, or the upstream's when it proved lower. */
@@ -172,8 +210,10 @@ export class GrpcSink implements Sink {
    * its error). A final refusal concerns this call's records only: the calls after it still go.
    */
   private push(request: Buffer, signal: AbortSignal, acked: number, count: number): Promise<void> {
+    const client = this.client;
+    this.calls.set(client, (this.calls.get(client) ?? 0) + 1);
     return new Promise<void>((resolve, reject) => {
-      const call = this.client.makeUnaryRequest<Buffer, Buffer>(
+      const call = client.makeUnaryRequest<Buffer, Buffer>(
         PUSH_PATH,
         identity,
         identity,
@@ -182,6 +222,7 @@ export class GrpcSink implements Sink {
         { deadline: Date.now() + this.opts.timeoutMs },
         (err: ServiceError | null) => {
           signal.removeEventListener('abort', onAbort);
+          this.callDone(client);
           if (!err) {
             resolve();
             return;
@@ -218,12 +259,10 @@ export class GrpcSink implements Sink {
   }
 
   async close(): Promise<void> {
+    this.tls?.stop();
+    for (const c of this.calls.keys()) c.close();
     this.client.close();
   }
 }
 
-function channelCredentials(tls: GrpcTlsOptions | undefined): ChannelCredentials {
-  if (!tls) return credentials.createInsecure();
-  const read = (f?: string) => (f ? readFileSync(f) : null);
-  return credentials.createSsl(read(tls.caFile), read(tls.keyFile), read(tls.certFile));
-}
+const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} };

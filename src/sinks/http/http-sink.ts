@@ -1,8 +1,10 @@
 import { createRequire } from 'node:module';
 import type { Dispatcher, errors as UndiciErrors, Pool as UndiciPool } from 'undici';
 import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
+import type { Logger } from '../../core/logger.ts';
 import type { OutboundBatch, Sink } from '../../core/pipeline.ts';
 import { recordId } from '../../core/record.ts';
+import { type TlsFiles, TlsFileWatcher, type TlsMaterial } from '../../core/tls-files.ts';
 import { encodeNdjson, type PayloadEncoding } from './ndjson.ts';
 
 // The pool and the error classes, not the package entry: that one loads all of undici (fetch,
@@ -20,6 +22,12 @@ export interface HttpSinkOptions {
   headers?: Record<string, string>;
   payloadEncoding: PayloadEncoding;
   timeoutMs: number;
+  /** The upstream's CA, a client certificate for mTLS, the name to check. */
+  tls?: TlsFiles & { serverName?: string };
+  /** For TLS reloads and refusals. */
+  log?: Logger;
+  /** How often the TLS files are checked for new contents (default 10 s). */
+  tlsReloadMs?: number;
 }
 
 const ERROR_BODY_LIMIT = 512;
@@ -33,23 +41,55 @@ const ERROR_BODY_LIMIT = 512;
 export class HttpSink implements Sink {
   readonly name: string;
   readonly type = 'http';
-  private readonly pool: UndiciPool;
+  private pool: UndiciPool;
+  private readonly origin: string;
   private readonly path: string;
   private readonly opts: HttpSinkOptions;
+  private readonly tls: TlsFileWatcher | null = null;
 
   constructor(opts: HttpSinkOptions) {
     this.opts = opts;
     this.name = opts.name;
     const url = new URL(opts.url);
+    this.origin = url.origin;
     this.path = `${url.pathname}${url.search}`;
-    this.pool = new Pool(url.origin, {
+    const tls = opts.tls;
+    if (tls && (tls.caFile || tls.certFile)) {
+      this.tls = new TlsFileWatcher(tls, `http sink ${opts.name}`, opts.log ?? SILENT, this.rotate);
+      this.tls.start(opts.tlsReloadMs);
+    }
+    this.pool = this.newPool(this.tls?.current);
+  }
+
+  /** New TLS files taken into use and refused since start. */
+  get tlsReloads(): { reloads: number; reloadErrors: number } | null {
+    return this.tls?.counters ?? null;
+  }
+
+  private newPool(m: TlsMaterial | undefined): UndiciPool {
+    const timeoutMs = this.opts.timeoutMs;
+    const serverName = this.opts.tls?.serverName;
+    return new Pool(this.origin, {
       connections: 2,
       keepAliveTimeout: 30_000,
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
-      connectTimeout: Math.min(opts.timeoutMs, 10_000),
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      connectTimeout: Math.min(timeoutMs, 10_000),
+      ...(m || serverName
+        ? { connect: { ca: m?.ca, cert: m?.cert, key: m?.key, servername: serverName } }
+        : {}),
     });
   }
+
+  /**
+   * New TLS files: later POSTs go through a new pool whose connections use them; the old pool
+   * finishes the requests it holds (undici's close waits for them), then closes its sockets.
+   */
+  private readonly rotate = (m: TlsMaterial): void => {
+    const old = this.pool;
+    this.pool = this.newPool(m);
+    old.close().catch(() => {});
+  };
 
   send(batch: OutboundBatch, signal: AbortSignal): Promise<void> {
     const body = encodeNdjson(batch, this.opts.payloadEncoding);
@@ -74,9 +114,12 @@ export class HttpSink implements Sink {
   }
 
   async close(): Promise<void> {
+    this.tls?.stop();
     await this.pool.close();
   }
 }
+
+const SILENT: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /**
  * One POST's outcome: 2xx resolves; any other final status rejects with its class (retryable or

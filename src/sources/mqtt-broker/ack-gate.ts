@@ -58,6 +58,11 @@ export class AckGate {
     return this.committed === this.appended;
   }
 
+  /** Records of this connection appended and not yet committed: its acks still held. */
+  get pending(): number {
+    return this.appended - this.committed;
+  }
+
   /** A record of this connection went into the journal's queue. */
   appendedOne(): void {
     this.appended++;

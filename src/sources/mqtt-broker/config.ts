@@ -2,6 +2,7 @@
 
 import * as z from 'zod';
 import { bytes, integer, nonEmpty, section } from '../../config/fields.ts';
+import { mqttLimitsConfig } from './limits-config.ts';
 import { mqttSecurityShape, plainPort } from './security-config.ts';
 
 export const mqttConfig = section({
@@ -22,4 +23,5 @@ export const mqttConfig = section({
   maxAwaitingRel: integer(1, 65535).default(1000),
   maxAwaitingRelTotal: integer(1).default(100_000),
   ...mqttSecurityShape,
+  limits: mqttLimitsConfig,
 });

@@ -100,11 +100,11 @@ export class DeviceSecurity {
     return !this.anonymousAllowed || this.acl !== null;
   }
 
-  /** aedes' hooks, when there is anything to check. */
-  hooks(): Pick<AedesOptions, 'authenticate' | 'authorizeSubscribe' | 'authorizeForward'> {
+  /** aedes' hooks, when there is anything to check (the source chains `authorizeSubscribe` after its limits). */
+  hooks(): Pick<AedesOptions, 'authenticate' | 'authorizeForward'> {
     if (!this.active) return {};
-    const { authenticate, authorizeSubscribe, authorizeForward } = this;
-    return { authenticate, authorizeSubscribe, authorizeForward };
+    const { authenticate, authorizeForward } = this;
+    return { authenticate, authorizeForward };
   }
 
   watchFiles(everyMs: number): void {

@@ -1,6 +1,12 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { Aedes, type AuthorizePublishHandler, type Client, type PublishPacket } from 'aedes';
+import {
+  Aedes,
+  type AuthorizePublishHandler,
+  type AuthorizeSubscribeHandler,
+  type Client,
+  type PublishPacket,
+} from 'aedes';
 import { type Logger, ThrottledLog } from '../../core/logger.ts';
 import type { Downlink, RecordAppender, Source } from '../../core/pipeline.ts';
 import type { RecordInput } from '../../core/record.ts';
@@ -8,6 +14,7 @@ import { AckGate } from './ack-gate.ts';
 import { BoundedPersistence, type PersistenceLimits, type PersistenceStats } from './bounded-persistence.ts';
 import type { Violation } from './conformance.ts';
 import { DeviceSecurity, type SecurityCounters } from './device-security.ts';
+import { type BrokerLimitOptions, BrokerLimits, type LimitCounters } from './limits.ts';
 import { address, listen } from './listen.ts';
 import { OutboundBound, type OutboundOverflow } from './outbound-bound.ts';
 import { PacketSizeGuard } from './packet-size-guard.ts';
@@ -27,9 +34,10 @@ export interface MqttBrokerOptions extends PersistenceLimits, Qos2Limits {
   passwordFile?: string;
   aclFile?: string;
   reloadCheckMs: number;
+  limits: BrokerLimitOptions;
 }
 
-export interface MqttSourceCounters extends PersistenceStats, SecurityCounters, TlsCounters {
+export interface MqttSourceCounters extends PersistenceStats, SecurityCounters, TlsCounters, LimitCounters {
   received: number;
   /** Publishes the journal refused (full under `reject`, write error): never acknowledged. */
   refused: number;
@@ -91,6 +99,10 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     aclSubscribeDenied: 0,
     tlsReloads: 0,
     tlsReloadErrors: 0,
+    limitConnections: 0,
+    limitRate: 0,
+    limitTopic: 0,
+    limitInflight: 0,
   };
   private readonly opts: MqttBrokerOptions;
   private readonly appender: RecordAppender;
@@ -101,6 +113,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private security: DeviceSecurity | null = null;
   private readonly sockets = new Map<Socket, AckGate>();
   private readonly qos2: Qos2Dedup;
+  private readonly limits: BrokerLimits;
   /** Connections not read until the journal catches up (see `pauseReading`). */
   private readonly paused = new Set<Socket>();
   private readonly refusedLog = new ThrottledLog();
@@ -113,6 +126,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     this.appender = appender;
     this.log = log;
     this.qos2 = new Qos2Dedup(opts);
+    this.limits = new BrokerLimits(opts.limits, this.counters, log, resumeSocket);
   }
 
   /** The broker, for local delivery (gRPC Publish downlinks) once started. */
@@ -147,6 +161,9 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     const broker = await Aedes.createBroker({
       ...security.hooks(),
       authorizePublish: this.authorizePublish,
+      authorizeSubscribe: this.authorizeSubscribe,
+      // aedes closes a connection whose topic or filter has more levels (counted in onClientError).
+      maxTopicLevels: this.opts.limits.maxTopicLevels,
       persistence: new BoundedPersistence(this.opts, this.counters, this.qos2) as never,
       // aedes disconnects a client with more QoS 2 messages awaiting PUBREL; Qos2Dedup tracks as many.
       maxInflightInbound: this.opts.maxAwaitingRel,
@@ -196,11 +213,19 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       socket.destroy();
       return;
     }
+    if (!this.limits.admit(socket, this.sockets.size)) {
+      socket.destroy();
+      return;
+    }
     this.counters.connections++;
     // The bound wraps socket.write first, so the gate's released writes pass through it and the
     // acks the gate holds never count as queued (see OutboundBound).
-    this.sockets.set(socket, new AckGate(socket, new OutboundBound(socket, this.opts, this)));
-    socket.once('close', () => this.sockets.delete(socket));
+    const gate = new AckGate(socket, new OutboundBound(socket, this.opts, this));
+    this.sockets.set(socket, gate);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.limits.forget(socket, gate);
+    });
     socket.setNoDelay(true);
     gateReads(socket, new PacketSizeGuard(this.opts.maxPacketBytes), this);
     this.broker.handle(socket);
@@ -301,7 +326,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
 
   private readonly onClientError = (client: Client | null, err: Error): void => {
     // Refused appends are logged where they happen; here the rest: parse errors, resets.
-    if ((err as { code?: string }).code?.startsWith('EF_')) return;
+    if ((err as { code?: string }).code?.startsWith('EF_') || this.limits.isTooManyLevels(err)) return;
     this.counters.protocolErrors++;
     const suppressed = this.protocolLog.take();
     if (suppressed >= 0) {
@@ -322,6 +347,13 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       callback(null);
       return;
     }
+    const verdict = this.limits.checkPublish(client?.conn as Socket | undefined, client?.id, packet);
+    if (verdict !== 'ok') {
+      // A dropped QoS 1/2 publish is still acked, as mosquitto does for one it refuses:
+      // MQTT 3.1.1 has no negative PUBACK, and a device that never got one would resend it.
+      callback(verdict === 'drop' ? null : verdict);
+      return;
+    }
     const gate = packet.qos === 0 || !client ? undefined : this.sockets.get(client.conn as Socket);
     if (gate && packet.qos === 2 && typeof packet.messageId === 'number') {
       this.appendQos2(client!, packet, gate);
@@ -330,6 +362,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       if (gate) {
         gate.appendedOne();
         this.appender.append(toRecord(client, packet), this.onCommitted, gate);
+        this.limits.afterAppend(client!.conn as Socket, gate);
       } else {
         this.appender.append(toRecord(client, packet), null, null);
       }
@@ -366,7 +399,15 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       this.onCommittedQos2,
       this.qos2.track(client.id, messageId, gate),
     );
+    this.limits.afterAppend(client.conn as Socket, gate);
   }
+
+  /** A filter over the topic limits closes the connection; then the ACL may refuse it (SUBACK 0x80). */
+  private readonly authorizeSubscribe: AuthorizeSubscribeHandler = (client, sub, callback) => {
+    const err = this.limits.checkFilter(client?.id, sub.topic);
+    if (err !== null || this.security === null) callback(err, sub);
+    else this.security.authorizeSubscribe(client, sub, callback);
+  };
 
   private readonly onCommittedQos2 = (err: Error | null, _seq: number, pending: Qos2Pending): void => {
     const waiters = pending.waiters;
@@ -374,6 +415,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     if (!err) {
       pending.committed = true;
       pending.gate.committedOne();
+      this.limits.afterCommit(pending.gate);
       if (waiters) for (const g of waiters) g.committedOne();
       return;
     }
@@ -386,6 +428,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private readonly onCommitted = (err: Error | null, _seq: number, gate: AckGate): void => {
     if (!err) {
       gate.committedOne();
+      this.limits.afterCommit(gate);
       return;
     }
     this.counters.refused++;
@@ -413,14 +456,18 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
   private readonly resumeReading = (): void => {
     const sockets = [...this.paused];
     this.paused.clear();
-    // The broker reads on 'readable'; the refused read left data buffered without a new event.
-    for (const s of sockets) if (!s.destroyed) s.emit('readable');
+    for (const s of sockets) resumeSocket(s);
   };
 
   /** Whether the broker may read from `socket` now. */
   mayRead(socket: Socket): boolean {
-    return !this.paused.has(socket);
+    return !this.paused.has(socket) && !this.limits.inflightFull(socket);
   }
+}
+
+/** The broker reads on 'readable'; a refused read left data buffered without a new event. */
+function resumeSocket(socket: Socket): void {
+  if (!socket.destroyed) socket.emit('readable');
 }
 
 function toRecord(client: Client | null, packet: PublishPacket): RecordInput {
