@@ -2,6 +2,7 @@
 // and keeps what came before it and what other clients send. Raw clients control the bytes.
 
 import { connect } from 'node:net';
+import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JournalOptions } from '../../src/journal/journal.ts';
 import type { MqttBrokerOptions } from '../../src/sources/mqtt-broker/mqtt-broker-source.ts';
@@ -123,12 +124,23 @@ describe('mqtt.limits', () => {
 
   it('publishRate, onExceed drop: publishes past the burst are acked, not journaled, counted; the connection stays', async () => {
     const b = await start({ publishRate: { messagesPerSecond: 0.001, burst: 2, onExceed: 'drop' } });
+    // A local subscriber gets what was journaled and nothing that was dropped.
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${b.port}`, { clientId: 'watcher' });
+    const seen: string[] = [];
+    sub.on('message', (_t, payload) => seen.push(payload.toString()));
+    await sub.subscribeAsync(['t', '$edgeferry/#'], { qos: 1 });
     const c = await client(b, 'chatty');
     c.socket.write(Buffer.concat([1, 2, 3, 4, 5].map((i) => pub('t', `m${i}`, i))));
     await eventually(() => acks(c) === 5, 'all five acked');
     expect(isClosed(c)).toBe(false);
     expect(await b.journaledPayloads()).toEqual(['m1', 'm2']);
     expect(b.source.counters.limitRate).toBe(3);
+    // The subscriber's session sees m1 and m2 before anything published after them.
+    const marker = await client(b, 'marker');
+    marker.socket.write(pub('t', 'marker', 1));
+    await eventually(() => seen.includes('marker'), 'the marker delivered');
+    await sub.endAsync();
+    expect(seen).toEqual(['m1', 'm2', 'marker']);
     expect(b.logs.filter((l) => l.msg.includes('messages dropped')).length).toBe(1);
   });
 

@@ -100,11 +100,13 @@ export class DeviceSecurity {
     return !this.anonymousAllowed || this.acl !== null;
   }
 
-  /** aedes' hooks, when there is anything to check (the source chains `authorizeSubscribe` after its limits). */
-  hooks(): Pick<AedesOptions, 'authenticate' | 'authorizeForward'> {
+  /**
+   * aedes' hooks, when there is anything to check (the source chains `authorizeSubscribe` after
+   * its limits, and wraps `authorizeForward`, which drops re-addressed publishes in any case).
+   */
+  hooks(): Pick<AedesOptions, 'authenticate'> {
     if (!this.active) return {};
-    const { authenticate, authorizeForward } = this;
-    return { authenticate, authorizeForward };
+    return { authenticate: this.authenticate };
   }
 
   watchFiles(everyMs: number): void {
@@ -252,7 +254,6 @@ export class DeviceSecurity {
 
   /** Delivery: a subscription granted on `a/#` still gets nothing under a `deny a/secret` line. */
   readonly authorizeForward = (client: Client, packet: AedesPublishPacket): AedesPublishPacket | null => {
-    if (packet.topic === DENIED_TOPIC) return null;
     const acl = this.aclOf(client);
     return acl === null || acl.mayReceive(packet.topic) ? packet : null;
   };

@@ -2,6 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import {
   Aedes,
+  type AedesPublishPacket,
   type AuthorizePublishHandler,
   type AuthorizeSubscribeHandler,
   type Client,
@@ -13,7 +14,7 @@ import type { RecordInput } from '../../core/record.ts';
 import { AckGate } from './ack-gate.ts';
 import { BoundedPersistence, type PersistenceLimits, type PersistenceStats } from './bounded-persistence.ts';
 import type { Violation } from './conformance.ts';
-import { DeviceSecurity, type SecurityCounters } from './device-security.ts';
+import { DENIED_TOPIC, DeviceSecurity, type SecurityCounters } from './device-security.ts';
 import { type BrokerLimitOptions, BrokerLimits, type LimitCounters } from './limits.ts';
 import { address, listen } from './listen.ts';
 import { OutboundBound, type OutboundOverflow } from './outbound-bound.ts';
@@ -162,6 +163,7 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
       ...security.hooks(),
       authorizePublish: this.authorizePublish,
       authorizeSubscribe: this.authorizeSubscribe,
+      authorizeForward: this.authorizeForward,
       // aedes closes a connection whose topic or filter has more levels (counted in onClientError).
       maxTopicLevels: this.opts.limits.maxTopicLevels,
       persistence: new BoundedPersistence(this.opts, this.counters, this.qos2) as never,
@@ -351,6 +353,11 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     if (verdict !== 'ok') {
       // A dropped QoS 1/2 publish is still acked, as mosquitto does for one it refuses:
       // MQTT 3.1.1 has no negative PUBACK, and a device that never got one would resend it.
+      // Re-addressed like an ACL refusal, so no local subscriber gets it either.
+      if (verdict === 'drop') {
+        packet.topic = DENIED_TOPIC;
+        packet.retain = false;
+      }
       callback(verdict === 'drop' ? null : verdict);
       return;
     }
@@ -401,6 +408,15 @@ export class MqttBrokerSource implements Source, Downlink, OutboundOverflow {
     );
     this.limits.afterAppend(client.conn as Socket, gate);
   }
+
+  /** Publishes refused by the ACL or dropped by a limit were re-addressed: nobody gets them. */
+  private readonly authorizeForward = (
+    client: Client,
+    packet: AedesPublishPacket,
+  ): AedesPublishPacket | null => {
+    if (packet.topic === DENIED_TOPIC) return null;
+    return this.security === null ? packet : this.security.authorizeForward(client, packet);
+  };
 
   /** A filter over the topic limits closes the connection; then the ACL may refuse it (SUBACK 0x80). */
   private readonly authorizeSubscribe: AuthorizeSubscribeHandler = (client, sub, callback) => {
