@@ -6,7 +6,7 @@
 // the HTTP row are grpc / http and mqtt / http.
 
 import { compareStarters } from '../lib/compare.ts';
-import { MQTT_COLUMNS, type MqttRunSpec } from '../lib/mqtt-run.ts';
+import { MQTT_COLUMNS, qos1Spec } from '../lib/mqtt-run.ts';
 import type { Scenario } from '../lib/scenario.ts';
 import {
   mosquittoInstalled,
@@ -23,15 +23,7 @@ export const mqttBridge: Scenario = {
   default: true,
   async run(ctx) {
     const env = ctx.env;
-    const spec: MqttRunSpec = {
-      publishers: env.publishers,
-      messages: env.messages,
-      qos: 1,
-      inflight: env.inflight,
-      payloadBytes: env.payloadBytes,
-      warmup: env.warmup,
-      timeoutMs: env.timeoutMs,
-    };
+    const spec = qos1Spec(env);
     const opts = { batch: QOS1_SINK_BATCH, journal: { fsync: false }, env };
     const notes: string[] = [];
     const starters: Parameters<typeof compareStarters>[2] = [

@@ -2,7 +2,7 @@
 // round with the same load over plain TCP; the ratios beside the tcp row are tls / tcp.
 
 import { compareStarters } from '../lib/compare.ts';
-import { MQTT_COLUMNS, type MqttRunSpec } from '../lib/mqtt-run.ts';
+import { MQTT_COLUMNS, qos1Spec } from '../lib/mqtt-run.ts';
 import type { Scenario } from '../lib/scenario.ts';
 import { startEdgeferry } from '../lib/targets.ts';
 import { startEdgeferryTls } from '../lib/tls-target.ts';
@@ -15,15 +15,7 @@ export const mqttQos1Tls: Scenario = {
   default: false,
   async run(ctx) {
     const env = ctx.env;
-    const spec: MqttRunSpec = {
-      publishers: env.publishers,
-      messages: env.messages,
-      qos: 1,
-      inflight: env.inflight,
-      payloadBytes: env.payloadBytes,
-      warmup: env.warmup,
-      timeoutMs: env.timeoutMs,
-    };
+    const spec = qos1Spec(env);
     // CoAP off in both: its fixed UDP port would collide with any other bench daemon running.
     const opts = {
       batch: QOS1_SINK_BATCH,
