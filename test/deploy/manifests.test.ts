@@ -39,7 +39,7 @@ const withKubectl = kubectl ? it : it.skip;
 describe('deploy/ manifests', () => {
   const dirs = kustomizations();
 
-  it('has the base, the monitoring kit, the three overlays and the KEDA example', () => {
+  it('has the base, the monitoring kit, the four overlays and the KEDA example', () => {
     expect(dirs.map((d) => relative(DEPLOY, d)).sort()).toEqual([
       'base',
       'examples/keda-consumer',
@@ -47,6 +47,7 @@ describe('deploy/ manifests', () => {
       'overlays/k3s',
       'overlays/karmada-fleet',
       'overlays/kubeedge',
+      'overlays/secure',
     ]);
   });
 
