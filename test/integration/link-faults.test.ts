@@ -291,8 +291,11 @@ async function slowDrain(): Promise<void> {
   await eventually(() => new Set(rx.payloads).size >= N, `${N} records over the slow link`, 90_000, 200);
   const st = (await d.status()).sinks[0];
   const duplicates = expectFirstArrivalsInOrder(rx);
-  // Redeliveries here are calls abandoned at their deadline whose bytes the kernel still sent.
+  // A call abandoned at its deadline ends with a TCP reset, so the kernel drops its unsent
+  // bytes instead of delivering the batch after all (with a graceful close 875 of the 1000
+  // records arrived twice; with the reset 0).
   console.log(`slow drain: ${N} records, ${st.retries} retries, ${duplicates} redelivered`);
+  expect(duplicates, 'records of abandoned calls delivered anyway').toBeLessThan(N / 2);
   // It did hit the deadline (the case under test), and recovered from it.
   expect(st.retries).toBeGreaterThan(0);
   expect(new Set(rx.payloads)).toEqual(new Set(Array.from({ length: N }, (_, k) => k + 1)));

@@ -1,11 +1,17 @@
 import { createRequire } from 'node:module';
-import type { Dispatcher, errors as UndiciErrors, Pool as UndiciPool } from 'undici';
+import type {
+  Dispatcher,
+  buildConnector as UndiciBuildConnector,
+  errors as UndiciErrors,
+  Pool as UndiciPool,
+} from 'undici';
 import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { OutboundBatch, Sink } from '../../core/pipeline.ts';
 import { recordId } from '../../core/record.ts';
 import { type TlsFiles, TlsFileWatcher, type TlsMaterial } from '../../core/tls-files.ts';
 import { encodeNdjson, type PayloadEncoding } from './ndjson.ts';
+import { resettingConnector } from './reset-on-abort.ts';
 
 // The pool and the error classes, not the package entry: that one loads all of undici (fetch,
 // WebSocket, EventSource, cache stores with node:sqlite) for a sink that uses none of them,
@@ -15,6 +21,7 @@ import { encodeNdjson, type PayloadEncoding } from './ndjson.ts';
 const load = createRequire(import.meta.url);
 const Pool: typeof UndiciPool = load('undici/lib/dispatcher/pool.js');
 const errors: typeof UndiciErrors = load('undici/lib/core/errors.js');
+const buildConnector: typeof UndiciBuildConnector = load('undici/lib/core/connect.js');
 
 export interface HttpSinkOptions {
   name: string;
@@ -74,10 +81,12 @@ export class HttpSink implements Sink {
       keepAliveTimeout: 30_000,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
-      connectTimeout: Math.min(timeoutMs, 10_000),
-      ...(m || serverName
-        ? { connect: { ca: m?.ca, cert: m?.cert, key: m?.key, servername: serverName } }
-        : {}),
+      connect: resettingConnector(
+        buildConnector({
+          timeout: Math.min(timeoutMs, 10_000),
+          ...(m || serverName ? { ca: m?.ca, cert: m?.cert, key: m?.key, servername: serverName } : {}),
+        }),
+      ),
     });
   }
 
