@@ -22,16 +22,30 @@ export interface CompareOptions {
    * of `key`. Default: the highest ingest rate.
    */
   best?: { key: string; lower: boolean; label: string };
+  /**
+   * What the figure is: `throughput` (default) runs mosquitto with its default Nagle, `latency`
+   * with `set_tcp_nodelay true`: each the faster way for that figure.
+   */
+  figure?: 'throughput' | 'latency';
 }
 
 /** The baselines BENCH_BASELINES asks for (mosquitto only when installed; a note otherwise). */
-export function baselineStarters(env: BenchEnv, notes: string[]): Starter[] {
+export function baselineStarters(
+  env: BenchEnv,
+  notes: string[],
+  figure: CompareOptions['figure'] = 'throughput',
+): Starter[] {
   const starters: Starter[] = [];
   for (const b of env.baselines) {
     if (b === 'aedes') starters.push(['aedes', startAedes]);
     if (b === 'mosquitto') {
-      if (mosquittoInstalled()) starters.push(['mosquitto', startMosquitto]);
-      else notes.push('mosquitto is not installed: baseline skipped');
+      if (mosquittoInstalled()) {
+        const noDelay = figure === 'latency';
+        starters.push(['mosquitto', () => startMosquitto(noDelay)]);
+        notes.push(
+          `mosquitto ${noDelay ? 'with set_tcp_nodelay true (the lower latency)' : 'with its default Nagle (set_tcp_nodelay false: the higher QoS 1 rate)'}`,
+        );
+      } else notes.push('mosquitto is not installed: baseline skipped');
     }
   }
   return starters;
@@ -45,7 +59,7 @@ export async function compareTargets(
   opts: CompareOptions = {},
 ): Promise<{ rows: ResultRow[]; notes: string[] }> {
   const notes: string[] = [];
-  const starters: Starter[] = [['edgeferry', edgeferry], ...baselineStarters(ctx.env, notes)];
+  const starters: Starter[] = [['edgeferry', edgeferry], ...baselineStarters(ctx.env, notes, opts.figure)];
   const out = await compareStarters(ctx, spec, starters, opts);
   return { rows: out.rows, notes: [...notes, ...out.notes] };
 }
@@ -110,9 +124,25 @@ export async function compareStarters(
       continue;
     }
     const chosen = ok.reduce((a, b) => (better(a, b) ? b : a));
+    // The load generator and the in-process consumer working harder than the target means they,
+    // not the target, set the row's rate: not a comparison (issue 15). The reference row (the
+    // first target) keeps its name so the others' ratios still find it.
+    const harness = chosen.metrics.harnessCpuPct;
+    const own = chosen.metrics.cpuPct;
+    const harnessBound = harness != null && own != null && harness > own;
+    if (harnessBound) {
+      notes.push(
+        `${name}: INVALID as a comparison: the bench harness used ${harness.toFixed(0)}% CPU, more than ${name}'s ${own.toFixed(0)}%: the harness set this row's figures`,
+      );
+    }
     rows.push({
       ...chosen,
-      detail: { ...chosen.detail, rounds: runs.map((r) => ({ metrics: r.metrics, error: r.error })) },
+      target: harnessBound && name !== starters[0][0] ? `${name} (invalid)` : name,
+      detail: {
+        ...chosen.detail,
+        harnessBound,
+        rounds: runs.map((r) => ({ metrics: r.metrics, error: r.error })),
+      },
     });
     const c = (chosen.detail?.counters ?? {}) as Record<string, number>;
     const sink = sinkBatches(c);

@@ -58,7 +58,7 @@ export const mqttQos1Paced: Scenario = {
       ctx,
       spec,
       () => startEdgeferry({ batch: QOS1_SINK_BATCH, journal: { fsync: false }, env }),
-      { best: { key: 'p99', lower: true, label: 'p99' } },
+      { best: { key: 'p99', lower: true, label: 'p99' }, figure: 'latency' },
     );
     const ef = rows.find((r) => r.target === 'edgeferry' && !r.error);
     if (ef) {
