@@ -6,11 +6,10 @@
 
 import type { AdminServer } from './admin/admin-server.ts';
 import type { GatewayGrpcServer } from './api/grpc/gateway-server.ts';
-import { bridgeLoop, sinkClientId } from './config/mqtt-brokers.ts';
+import { bridgeLoop } from './config/mqtt-brokers.ts';
 import type { Config } from './config/schema.ts';
 import { compactHeap } from './core/compact-heap.ts';
-import type { Logger } from './core/logger.ts';
-import { CommandRouter, type Sink, type Source } from './core/pipeline.ts';
+import { CommandRouter, type Sink, type SinkContext, type Source } from './core/pipeline.ts';
 import type { TlsReloadCounters } from './core/tls-files.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
@@ -19,57 +18,20 @@ import type { RootLogger } from './observability/logger.ts';
 import type { MqttBrokerSource } from './sources/mqtt-broker/mqtt-broker-source.ts';
 
 type SinkConfig = Config['sinks'][number];
+type SinkFactory<K extends SinkConfig['type']> = () => Promise<{
+  createSink(cfg: Extract<SinkConfig, { type: K }>, ctx: SinkContext): Sink;
+}>;
 
-async function createSink(cfg: SinkConfig, nodeId: string, log: Logger): Promise<Sink> {
-  switch (cfg.type) {
-    case 'grpc': {
-      const { GrpcSink } = await import('./sinks/grpc/grpc-sink.ts');
-      return new GrpcSink({
-        name: cfg.name,
-        target: cfg.target,
-        node: nodeId,
-        timeoutMs: cfg.timeoutMs,
-        tls: cfg.tls,
-        metadata: cfg.metadata,
-        maxMessageBytes: cfg.maxMessageBytes,
-        log,
-      });
-    }
-    case 'http': {
-      const { HttpSink } = await import('./sinks/http/http-sink.ts');
-      return new HttpSink({
-        name: cfg.name,
-        url: cfg.url,
-        headers: cfg.headers,
-        payloadEncoding: cfg.payloadEncoding,
-        timeoutMs: cfg.timeoutMs,
-        tls: cfg.tls,
-        log,
-      });
-    }
-    case 'mqtt': {
-      const { MqttSink } = await import('./sinks/mqtt/mqtt-sink.ts');
-      return new MqttSink({
-        name: cfg.name,
-        url: cfg.url,
-        node: nodeId,
-        clientId: sinkClientId(cfg.clientId, nodeId),
-        username: cfg.username,
-        password: cfg.password,
-        passwordFile: cfg.passwordFile,
-        tls: cfg.tls,
-        protocolVersion: cfg.protocolVersion,
-        topic: cfg.topic,
-        qos: cfg.qos,
-        retain: cfg.retain,
-        window: cfg.window,
-        keepaliveSeconds: cfg.keepaliveSeconds,
-        // A broker that takes the connection but never answers it is given up with the batch.
-        connectTimeoutMs: cfg.timeoutMs,
-        log,
-      });
-    }
-  }
+/** Sink kinds by `type`: each folder owns its config schema (config.ts) and its factory. */
+const SINKS: { [K in SinkConfig['type']]: SinkFactory<K> } = {
+  http: () => import('./sinks/http/factory.ts'),
+  grpc: () => import('./sinks/grpc/factory.ts'),
+  mqtt: () => import('./sinks/mqtt/factory.ts'),
+};
+
+async function createSink(cfg: SinkConfig, ctx: SinkContext): Promise<Sink> {
+  const factory = await (SINKS[cfg.type] as SinkFactory<SinkConfig['type']>)();
+  return factory.createSink(cfg as never, ctx);
 }
 
 export class Gateway {
@@ -154,7 +116,7 @@ export class Gateway {
     await this.removeStaleSinkCursors(journal);
 
     for (const sc of c.sinks) {
-      const sink = await createSink(sc, c.node.id, this.log.child({ component: 'sink' }));
+      const sink = await createSink(sc, { nodeId: c.node.id, log: this.log.child({ component: 'sink' }) });
       const tls = (sink as { tlsReloads?: TlsReloadCounters | null }).tlsReloads;
       if (tls) this.view.tls?.push({ component: `sink/${sc.name}`, counters: tls });
       const d = new SinkDispatcher(

@@ -7,7 +7,9 @@
 // has no such prefix: with MQTT 3.1.1 on either side nothing would stop the loop, so the
 // configuration is refused.
 
+import type * as z from 'zod';
 import { brokerKey } from '../core/mqtt-broker-key.ts';
+import { sinkClientId } from '../sinks/mqtt/config.ts';
 import { templatePrefix } from '../sinks/mqtt/topic-template.ts';
 
 interface MqttConfigView {
@@ -19,11 +21,6 @@ interface MqttConfigView {
     clientId: string;
     protocolVersion: number;
   }>)[];
-}
-
-/** The client id an mqtt sink connects with: its own, or `edgeferry-<node id>`. */
-export function sinkClientId(sinkClientId: string | undefined, nodeId: string): string {
-  return sinkClientId ?? `edgeferry-${nodeId}`;
 }
 
 export interface BridgeLoop {
@@ -66,4 +63,23 @@ export function clientIdClashes(c: MqttConfigView): [number, string][] {
     else taken.set(key, `sinks[${i}]`);
   });
   return out;
+}
+
+/** The cross-checks above as config errors, named by the sink field to change. */
+export function checkMqttBrokers(c: MqttConfigView, ctx: z.RefinementCtx): void {
+  for (const i of bridgeLoop(c).unguarded)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['sinks', i, 'topic'],
+      message:
+        'publishes to the broker mqttClient reads from, and the template starts with a record field: with MQTT 3.1.1 on either side nothing would keep our own publishes from coming back in; start the template with a literal prefix (edge/{node}/...) or use protocolVersion 5 on both',
+      input: c.sinks[i].topic,
+    });
+  for (const [i, other] of clientIdClashes(c))
+    ctx.addIssue({
+      code: 'custom',
+      path: ['sinks', i, 'clientId'],
+      message: `the same client id as ${other} on the same broker (the default is edgeferry-<node.id>): the broker would close one connection whenever the other connects; give each its own`,
+      input: c.sinks[i].clientId,
+    });
 }

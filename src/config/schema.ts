@@ -4,6 +4,7 @@
 
 import os from 'node:os';
 import * as z from 'zod';
+import { adminConfig } from '../admin/config.ts';
 import { grpcSinkConfig } from '../sinks/grpc/config.ts';
 import { httpSinkConfig } from '../sinks/http/config.ts';
 import { mqttSinkConfig } from '../sinks/mqtt/config.ts';
@@ -26,7 +27,7 @@ import {
   timerMs,
   uniqueNames,
 } from './fields.ts';
-import { bridgeLoop, clientIdClashes } from './mqtt-brokers.ts';
+import { checkMqttBrokers } from './mqtt-brokers.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const ON_FULL_POLICIES = ['drop-oldest', 'reject'] as const;
@@ -78,15 +79,7 @@ export const configSchema = z.preprocess(
       mqttClient: mqttClientConfig,
       // Modbus TCP: PLCs polled through register maps, written through Gateway.Command.
       modbus: modbusConfig,
-      admin: section({
-        enabled: z.boolean().default(true),
-        host: nonEmpty().default('0.0.0.0'),
-        port: port().default(8080),
-        // A bearer token for /v1/* (and /metrics with protectMetrics); probes stay open.
-        token: nonEmpty().optional(),
-        tokenFile: filePath().optional(),
-        protectMetrics: z.boolean().default(false),
-      }).superRefine(adminTokenRules),
+      admin: adminConfig,
       grpc: section({
         enabled: z.boolean().default(true),
         host: nonEmpty().default('0.0.0.0'),
@@ -120,44 +113,10 @@ export const configSchema = z.preprocess(
             input: d.name,
           });
       });
-      for (const i of bridgeLoop(c).unguarded)
-        ctx.addIssue({
-          code: 'custom',
-          path: ['sinks', i, 'topic'],
-          message:
-            'publishes to the broker mqttClient reads from, and the template starts with a record field: with MQTT 3.1.1 on either side nothing would keep our own publishes from coming back in; start the template with a literal prefix (edge/{node}/...) or use protocolVersion 5 on both',
-          input: (c.sinks[i] as { topic?: string }).topic,
-        });
-      for (const [i, other] of clientIdClashes(c))
-        ctx.addIssue({
-          code: 'custom',
-          path: ['sinks', i, 'clientId'],
-          message: `the same client id as ${other} on the same broker (the default is edgeferry-<node.id>): the broker would close one connection whenever the other connects; give each its own`,
-          input: (c.sinks[i] as { clientId?: string }).clientId,
-        });
+      checkMqttBrokers(c, ctx);
     })
     .prefault({}),
 );
-
-function adminTokenRules(
-  a: { token?: string; tokenFile?: string; protectMetrics: boolean },
-  ctx: z.RefinementCtx,
-): void {
-  if (a.token !== undefined && a.tokenFile !== undefined)
-    ctx.addIssue({
-      code: 'custom',
-      path: ['tokenFile'],
-      message: 'token and tokenFile exclude each other',
-      input: a.tokenFile,
-    });
-  if (a.protectMetrics && a.token === undefined && a.tokenFile === undefined)
-    ctx.addIssue({
-      code: 'custom',
-      path: ['protectMetrics'],
-      message: 'needs token or tokenFile',
-      input: true,
-    });
-}
 
 /** The parsed configuration: defaults filled in, byte sizes in bytes, durations in ms. */
 export type Config = z.output<typeof configSchema>;

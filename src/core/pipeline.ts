@@ -1,3 +1,4 @@
+import type { Logger } from './logger.ts';
 import type { RecordInput, StoredRecord } from './record.ts';
 
 /**
@@ -55,6 +56,13 @@ export interface Sink {
   readonly type: string;
   send(batch: OutboundBatch, signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What a sink factory gets besides its own config section (src/sinks/<type>/factory.ts). */
+export interface SinkContext {
+  /** This gateway's node id (`node.id`). */
+  nodeId: string;
+  log: Logger;
 }
 
 /**

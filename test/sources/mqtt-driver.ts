@@ -2,7 +2,7 @@
 // QoS 1 (acknowledged = PUBACK), garbage goes in on a raw TCP connection.
 
 import { once } from 'node:events';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { DaemonHandle } from '../helpers/daemon.ts';
@@ -44,12 +44,20 @@ export class MqttDevice implements SourceDevice {
   }
 }
 
-/** Opens a raw connection, writes `bytes`, resolves when the daemon closes it. */
-async function refusedConnection(port: number, bytes: Buffer[], what: string): Promise<void> {
-  const socket = connect(port, '127.0.0.1');
+/**
+ * Writes `bytes` on a connection `open` makes (plain TCP: 'connect'; TLS: 'secureConnect' as
+ * `ready`) and resolves when the daemon closes it.
+ */
+export async function refusedConnection(
+  open: () => Socket,
+  ready: 'connect' | 'secureConnect',
+  bytes: Buffer[],
+  what: string,
+): Promise<void> {
+  const socket = open();
   socket.on('error', () => {});
   try {
-    await once(socket, 'connect');
+    await once(socket, ready);
     socket.on('data', () => {});
     const closed = once(socket, 'close');
     for (const b of bytes) socket.write(b);
@@ -86,7 +94,8 @@ export const mqttDriver: SourceDriver = {
     if (kind === 'malformed') {
       // A Remaining Length whose fourth byte still says "more" [MQTT-2.2.3]: no such packet.
       await refusedConnection(
-        daemon.mqttPort,
+        () => connect(daemon.mqttPort, '127.0.0.1'),
+        'connect',
         [hello, Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])],
         kind,
       );
@@ -94,7 +103,8 @@ export const mqttDriver: SourceDriver = {
       // A PUBLISH announcing 100 times the limit: refused at its header, before it is buffered.
       const announced = maxMessageBytes * 100;
       await refusedConnection(
-        daemon.mqttPort,
+        () => connect(daemon.mqttPort, '127.0.0.1'),
+        'connect',
         [hello, Buffer.concat([Buffer.from([0x32]), varint(announced), Buffer.from([0, 1, 0x74, 0, 1])])],
         kind,
       );

@@ -2,15 +2,13 @@
 // it: the same suite as over TCP proves that a TLS connection gets the same read guard, ack gate
 // and back-pressure. Devices use mqtt.js over mqtts; garbage goes in on a raw TLS connection.
 
-import { once } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as tlsConnect } from 'node:tls';
 import mqtt from 'mqtt';
 import { generatePki, type TestPki } from '../grpc/certs.ts';
 import { type DaemonHandle, tempDir } from '../helpers/daemon.ts';
 import { connectPacket, varint } from '../helpers/mqtt-wire.ts';
 import { tlsPort } from '../mqtt/security-helpers.ts';
-import { MqttDevice } from './mqtt-driver.ts';
+import { MqttDevice, refusedConnection } from './mqtt-driver.ts';
 import type { SourceDriver } from './source-suite.ts';
 
 let pkiOnce: TestPki | null = null;
@@ -18,25 +16,6 @@ const pki = (): TestPki => {
   pkiOnce ??= generatePki(tempDir('edgeferry-suite-pki-'));
   return pkiOnce;
 };
-
-async function refusedTlsConnection(port: number, bytes: Buffer[], what: string): Promise<void> {
-  const socket = tlsConnect({ host: '127.0.0.1', port, ca: pki().ca, servername: 'localhost' });
-  socket.on('error', () => {});
-  try {
-    await once(socket, 'secureConnect');
-    socket.on('data', () => {});
-    const closed = once(socket, 'close');
-    for (const b of bytes) socket.write(b);
-    await Promise.race([
-      closed,
-      sleep(10_000, undefined, { ref: false }).then(() => {
-        throw new Error(`the daemon did not close the TLS connection after ${what}`);
-      }),
-    ]);
-  } finally {
-    socket.destroy();
-  }
-}
 
 export const mqttTlsDriver: SourceDriver = {
   protocol: 'mqtt',
@@ -74,6 +53,11 @@ export const mqttTlsDriver: SourceDriver = {
             varint(maxMessageBytes * 100),
             Buffer.from([0, 1, 0x74, 0, 1]),
           ]);
-    await refusedTlsConnection(tlsPort(daemon), [hello, bad], kind);
+    await refusedConnection(
+      () => tlsConnect({ host: '127.0.0.1', port: tlsPort(daemon), ca: pki().ca, servername: 'localhost' }),
+      'secureConnect',
+      [hello, bad],
+      kind,
+    );
   },
 };

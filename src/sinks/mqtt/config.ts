@@ -91,3 +91,8 @@ export const mqttSinkConfig = z
       });
     }
   });
+
+/** The client id a sink connects with: its own, or `edgeferry-<node id>`. */
+export function sinkClientId(clientId: string | undefined, nodeId: string): string {
+  return clientId ?? `edgeferry-${nodeId}`;
+}
