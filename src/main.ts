@@ -10,7 +10,6 @@ import { bridgeLoop } from './config/mqtt-brokers.ts';
 import type { Config } from './config/schema.ts';
 import { compactHeap } from './core/compact-heap.ts';
 import { CommandRouter, type Sink, type SinkContext, type Source } from './core/pipeline.ts';
-import type { TlsReloadCounters } from './core/tls-files.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
 import type { GatewayView } from './observability/gateway-view.ts';
@@ -117,7 +116,7 @@ export class Gateway {
 
     for (const sc of c.sinks) {
       const sink = await createSink(sc, { nodeId: c.node.id, log: this.log.child({ component: 'sink' }) });
-      const tls = (sink as { tlsReloads?: TlsReloadCounters | null }).tlsReloads;
+      const tls = sink.tlsReloads;
       if (tls) this.view.tls?.push({ component: `sink/${sc.name}`, counters: tls });
       const d = new SinkDispatcher(
         sink,

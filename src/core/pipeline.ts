@@ -1,5 +1,6 @@
 import type { Logger } from './logger.ts';
 import type { RecordInput, StoredRecord } from './record.ts';
+import type { TlsReloadCounters } from './tls-files.ts';
 
 /**
  * Called once a record is committed (`err` null, `seq` its journal sequence) or refused (`err`
@@ -56,6 +57,8 @@ export interface Sink {
   readonly type: string;
   send(batch: OutboundBatch, signal: AbortSignal): Promise<void>;
   close(): Promise<void>;
+  /** Certificate files taken into use and refused since start, for a sink that follows them. */
+  readonly tlsReloads?: TlsReloadCounters | null;
 }
 
 /** What a sink factory gets besides its own config section (src/sinks/<type>/factory.ts). */

@@ -2,7 +2,7 @@ import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/
 import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { OutboundBatch, Sink } from '../../core/pipeline.ts';
-import { TlsFileWatcher, type TlsMaterial } from '../../core/tls-files.ts';
+import { TlsFileWatcher, type TlsMaterial, type TlsReloadCounters } from '../../core/tls-files.ts';
 import { encodePushRequest, pushHeadSize, pushRecordSize } from './push-request.ts';
 
 export interface GrpcTlsOptions {
@@ -127,7 +127,7 @@ export class GrpcSink implements Sink {
   }
 
   /** New TLS files taken into use and refused since start. */
-  get tlsReloads(): { reloads: number; reloadErrors: number } | null {
+  get tlsReloads(): TlsReloadCounters | null {
     return this.tls?.counters ?? null;
   }
 

@@ -9,7 +9,12 @@ import { SinkAuthError, SinkSendError } from '../../core/errors.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { OutboundBatch, Sink } from '../../core/pipeline.ts';
 import { recordId } from '../../core/record.ts';
-import { type TlsFiles, TlsFileWatcher, type TlsMaterial } from '../../core/tls-files.ts';
+import {
+  type TlsFiles,
+  TlsFileWatcher,
+  type TlsMaterial,
+  type TlsReloadCounters,
+} from '../../core/tls-files.ts';
 import { encodeNdjson, type PayloadEncoding } from './ndjson.ts';
 import { resettingConnector } from './reset-on-abort.ts';
 
@@ -69,7 +74,7 @@ export class HttpSink implements Sink {
   }
 
   /** New TLS files taken into use and refused since start. */
-  get tlsReloads(): { reloads: number; reloadErrors: number } | null {
+  get tlsReloads(): TlsReloadCounters | null {
     return this.tls?.counters ?? null;
   }
 
