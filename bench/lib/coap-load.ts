@@ -37,6 +37,7 @@ import {
 } from './coap-codec.ts';
 import { prepareInWorker } from './load-worker.ts';
 import { nowMs } from './mqtt-codec.ts';
+import { threadCpuSec } from './proc.ts';
 
 export type CoapType = 'con' | 'non';
 
@@ -134,6 +135,8 @@ export interface CoapLoadResult {
   stray: number;
   /** The deadline ended the run before every message was done. */
   timedOut: boolean;
+  /** CPU seconds of the generator's own thread over `go()` (NaN where unknown). */
+  cpuSec: number;
   startedAt: number;
   endedAt: number;
   /** acked / (last 2.xx - first send). */
@@ -477,13 +480,17 @@ export async function prepareCoapLoad(opts: CoapLoadOptions): Promise<PreparedCo
   return {
     abort,
     async go() {
+      const cpu0 = threadCpuSec();
       try {
         const runs = await Promise.all(clients.map((c) => c.run(opts.type, opts.messages, opts.timeoutMs)));
-        return summarize(
-          opts.type,
-          clients,
-          runs.some((r) => r.timedOut),
-        );
+        return {
+          ...summarize(
+            opts.type,
+            clients,
+            runs.some((r) => r.timedOut),
+          ),
+          cpuSec: threadCpuSec() - cpu0,
+        };
       } finally {
         abort();
       }
@@ -511,7 +518,7 @@ async function probe(opts: CoapLoadOptions, clients: Client[]): Promise<void> {
   }
 }
 
-function summarize(type: CoapType, clients: Client[], timedOut: boolean): CoapLoadResult {
+function summarize(type: CoapType, clients: Client[], timedOut: boolean): Omit<CoapLoadResult, 'cpuSec'> {
   const per: CoapClientResult[] = clients.map((c) => ({
     path: c.path,
     sent: c.sent,

@@ -13,8 +13,9 @@ import {
   prepareCoapLoadInWorker,
 } from './coap-load.ts';
 import { waitForCount, waitForCountOrQuiet } from './consumer.ts';
+import { boundBy, type CpuParts, PART_COLUMNS, PartsCpu } from './harness-cpu.ts';
 import { QUIET_MS } from './mqtt-run.ts';
-import { ProcSampler, SelfCpu, SystemCpu, stopChild, udpCounters } from './proc.ts';
+import { ProcSampler, stopChild, udpCounters } from './proc.ts';
 import { type Column, formatNumber, type ResultRow } from './report.ts';
 import type { ScenarioContext } from './scenario.ts';
 import {
@@ -94,7 +95,7 @@ export async function startCoapBaseline(): Promise<CoapTarget> {
   };
 }
 
-export interface CoapRunMetrics {
+export interface CoapRunMetrics extends CpuParts {
   [key: string]: number | null;
   /** 2.xx responses / (last 2.xx - first send), all clients. */
   ackRate: number;
@@ -122,8 +123,6 @@ export interface CoapRunMetrics {
   refused: number;
   peakRssMb: number;
   cpuPct: number;
-  harnessCpuPct: number;
-  otherCpuPct: number;
 }
 
 export const COAP_COLUMNS: Column[] = [
@@ -139,8 +138,7 @@ export const COAP_COLUMNS: Column[] = [
   { key: 'retransmits', label: 'retrans', digits: 0 },
   { key: 'peakRssMb', label: 'peak RSS MB', digits: 1, ratio: true },
   { key: 'cpuPct', label: 'CPU %', digits: 0, ratio: true },
-  { key: 'harnessCpuPct', label: 'harness CPU %', digits: 0 },
-  { key: 'otherCpuPct', label: 'other CPU %', digits: 0 },
+  ...PART_COLUMNS,
 ];
 
 function loadOptions(target: CoapTarget, spec: CoapRunSpec) {
@@ -201,11 +199,9 @@ export async function measureCoap(
   const load = await prepareCoapLoadInWorker({ ...base, type, messages: spec.messages, probe: false });
   const udp0 = udpCounters();
   const sampler = target.sampler();
-  const self = new SelfCpu();
-  const machine = new SystemCpu();
+  const parts = new PartsCpu(consumer);
   sampler.begin();
-  self.begin();
-  machine.begin();
+  parts.begin();
   let result: CoapLoadResult;
   try {
     result = await load.go();
@@ -227,8 +223,8 @@ export async function measureCoap(
     throw err;
   }
   const win = sampler.end();
-  const harnessCpuPct = self.end();
-  const machinePct = machine.end();
+  const cpu = parts.end(win.cpuPct, result.cpuSec);
+  await consumer?.sync?.();
   const udp1 = udpCounters();
   const after = (await target.inspect?.()) ?? {};
   const counters: Record<string, number> = {};
@@ -257,8 +253,7 @@ export async function measureCoap(
     refused: result.refused,
     peakRssMb: win.peakRssMb,
     cpuPct: win.cpuPct,
-    harnessCpuPct,
-    otherCpuPct: Math.max(0, machinePct - win.cpuPct - harnessCpuPct),
+    ...cpu,
   };
   return { metrics, load: result, window: { ...win }, counters };
 }
@@ -316,6 +311,7 @@ export async function compareCoap(
             detail: {
               round,
               type,
+              boundBy: boundBy(m),
               window: run.window,
               counters: run.counters,
               errorCodes: run.load.errorCodes,

@@ -6,6 +6,7 @@
 // kept in the JSON.
 
 import type { BenchEnv } from './env.ts';
+import { describeParts } from './harness-cpu.ts';
 import { type MqttRunSpec, measureMqtt, mqttRow } from './mqtt-run.ts';
 import { formatNumber, type ResultRow } from './report.ts';
 import type { ScenarioContext } from './scenario.ts';
@@ -124,17 +125,20 @@ export async function compareStarters(
       continue;
     }
     const chosen = ok.reduce((a, b) => (better(a, b) ? b : a));
-    // The load generator and the in-process consumer working harder than the target means they,
-    // not the target, set the row's rate: not a comparison (issue 15). The reference row (the
-    // first target) keeps its name so the others' ratios still find it.
+    // The load generator or the consumer (whichever is busier) working harder than the target
+    // means it, not the target, may have set the row's rate: not a comparison (issue 15). The
+    // reference row (the first target) keeps its name so the others' ratios still find it.
     const harness = chosen.metrics.harnessCpuPct;
     const own = chosen.metrics.cpuPct;
     const harnessBound = harness != null && own != null && harness > own;
+    const m = chosen.metrics;
+    const part = (m.loadgenCpuPct ?? 0) >= (m.consumerCpuPct ?? 0) ? 'load generator' : 'consumer';
     if (harnessBound) {
       notes.push(
-        `${name}: INVALID as a comparison: the bench harness used ${harness.toFixed(0)}% CPU, more than ${name}'s ${own.toFixed(0)}%: the harness set this row's figures`,
+        `${name}: INVALID as a comparison: the ${part} used ${harness.toFixed(0)}% CPU, more than ${name}'s ${own.toFixed(0)}%: the harness may have set this row's figures`,
       );
     }
+    notes.push(`${name}: bound by ${chosen.detail?.boundBy ?? '-'} (CPU: ${describeParts(m)})`);
     rows.push({
       ...chosen,
       target: harnessBound && name !== starters[0][0] ? `${name} (invalid)` : name,

@@ -4,8 +4,16 @@
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/** What a run reads of a latency histogram: the recorder itself, or a snapshot of one elsewhere. */
+export interface LatencyView {
+  readonly count: number;
+  /** ms at percentile `p` (0..100); NaN without samples. */
+  percentile(p: number): number;
+  readonly max: number;
+}
+
 /** Latencies in ms, kept as integer microseconds in an HDR histogram (3 significant figures). */
-export class LatencyRecorder {
+export class LatencyRecorder implements LatencyView {
   private h: RecordableHistogram = createHistogram({ lowest: 1, highest: 3_600_000_000, figures: 3 });
 
   record(ms: number): void {
@@ -31,15 +39,48 @@ export class LatencyRecorder {
   }
 }
 
+/**
+ * A histogram's percentiles as a consumer in another process reported them (`sync`): only the
+ * percentiles it sent can be read.
+ */
+export class LatencySnapshot implements LatencyView {
+  readonly count: number;
+  readonly max: number;
+  private readonly at: Map<number, number>;
+
+  constructor(count: number, max: number, percentiles: [number, number][]) {
+    this.count = count;
+    this.max = count === 0 ? Number.NaN : max;
+    this.at = new Map(percentiles);
+  }
+
+  percentile(p: number): number {
+    const v = this.at.get(p);
+    if (v === undefined)
+      throw new Error(`latency snapshot: percentile ${p} not taken (have ${[...this.at.keys()].join(', ')})`);
+    return this.count === 0 ? Number.NaN : v;
+  }
+}
+
 export interface Consumer {
   /** Messages received since the last reset. */
   readonly received: number;
   /** Absolute ms (performance.timeOrigin based) of the first and last arrival since the reset. */
   readonly firstAt: number;
   readonly lastAt: number;
-  readonly latency: LatencyRecorder;
+  readonly latency: LatencyView;
   /** Received out of order or twice (at-least-once redeliveries), where the consumer can tell. */
   readonly duplicates: number;
+  /**
+   * The consumer's own process (remote-consumer.ts), whose CPU is counted apart from the load
+   * generator's; absent when it runs in the bench process.
+   */
+  readonly pid?: number;
+  /**
+   * Out of process: fetches the exact counts and the latency histogram (during a run the counts
+   * are a few ms behind, and the histogram is not sent at all). Call before reading `latency`.
+   */
+  sync?(): Promise<void>;
   reset(): void;
   close(): Promise<void>;
 }

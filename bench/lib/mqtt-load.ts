@@ -22,6 +22,7 @@ import {
   type PublishTemplate,
   publishTemplate,
 } from './mqtt-codec.ts';
+import { threadCpuSec } from './proc.ts';
 
 export interface LoadOptions {
   host: string;
@@ -88,6 +89,8 @@ export interface LoadResult {
   perConnectionRate: number;
   /** Worst `maxLagMs` over the connections (0 when not paced). */
   maxLagMs: number;
+  /** CPU seconds of the generator's own thread over `go()` (NaN where unknown). */
+  cpuSec: number;
   connections: ConnectionResult[];
 }
 
@@ -333,6 +336,7 @@ export async function prepareLoad(opts: LoadOptions): Promise<PreparedLoad> {
   return {
     abort,
     async go() {
+      const cpu0 = threadCpuSec();
       try {
         await withTimeout(
           Promise.all(pubs.map((p) => p.run())),
@@ -345,7 +349,7 @@ export async function prepareLoad(opts: LoadOptions): Promise<PreparedLoad> {
         throw err;
       }
       for (const p of pubs) p.close();
-      return summarize(pubs);
+      return { ...summarize(pubs), cpuSec: threadCpuSec() - cpu0 };
     },
   };
 }
@@ -354,7 +358,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   return (await prepareLoad(opts)).go();
 }
 
-function summarize(pubs: Publisher[]): LoadResult {
+function summarize(pubs: Publisher[]): Omit<LoadResult, 'cpuSec'> {
   const connections: ConnectionResult[] = pubs.map((p) => ({
     clientId: p.clientId,
     sent: p.sent,

@@ -5,8 +5,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitForCount, waitForCountOrQuiet } from './consumer.ts';
 import type { BenchEnv } from './env.ts';
+import { boundBy, type CpuParts, PART_COLUMNS, PartsCpu } from './harness-cpu.ts';
 import { LOAD_DEFAULTS, type LoadResult, prepareLoadInWorker } from './mqtt-load.ts';
-import { SelfCpu, SystemCpu } from './proc.ts';
 import type { Column, ResultRow } from './report.ts';
 import type { MqttTarget } from './targets.ts';
 
@@ -45,7 +45,7 @@ export function qos1Spec(env: BenchEnv): MqttRunSpec {
 /** With `lossAllowed`: nothing new at the consumer for this long ends the run. */
 export const QUIET_MS = 1500;
 
-export interface MqttRunMetrics {
+export interface MqttRunMetrics extends CpuParts {
   [key: string]: number | null;
   /** Acked msgs/s: all PUBACKs / (last PUBACK - first publish). */
   ingestRate: number;
@@ -60,18 +60,6 @@ export interface MqttRunMetrics {
   /** Target process, over the window first publish .. last arrival. */
   peakRssMb: number;
   cpuPct: number;
-  /** The bench process (load worker + consumer) over the same window. */
-  harnessCpuPct: number;
-  /**
-   * Machine busy time not accounted to the target or the bench process: other processes (noise)
-   * and kernel work (softirq) not charged to either.
-   */
-  otherCpuPct: number;
-  /**
-   * Event-loop utilization of the bench main thread, where the consumer (HTTP or gRPC receiver,
-   * MQTT subscriber) runs, %: near 100 means the consumer may be what limits delivery.
-   */
-  consumerLoopPct: number;
   sent: number;
   acked: number;
   received: number | null;
@@ -93,8 +81,7 @@ export const MQTT_COLUMNS: Column[] = [
   { key: 'p999', label: 'p99.9 ms', digits: 2, ratio: true },
   { key: 'peakRssMb', label: 'peak RSS MB', digits: 1, ratio: true },
   { key: 'cpuPct', label: 'CPU %', digits: 0, ratio: true },
-  { key: 'harnessCpuPct', label: 'harness CPU %', digits: 0 },
-  { key: 'otherCpuPct', label: 'other CPU %', digits: 0 },
+  ...PART_COLUMNS,
 ];
 
 export async function measureMqtt(
@@ -107,6 +94,8 @@ export async function measureMqtt(
   window: Record<string, number>;
   /** Change of the target's `inspect()` counters over the measured run. */
   counters: Record<string, number>;
+  /** What set the rate (harness-cpu.ts `boundBy`). */
+  boundBy: string;
 }> {
   const consumer = target.consumer;
   const base = {
@@ -144,12 +133,9 @@ export async function measureMqtt(
   const before = (await target.inspect?.()) ?? {};
   const load = await prepareLoadInWorker({ ...base, messages: spec.messages });
   const sampler = target.sampler();
-  const self = new SelfCpu();
-  const machine = new SystemCpu();
+  const parts = new PartsCpu(consumer);
   sampler.begin();
-  self.begin();
-  machine.begin();
-  const elu0 = performance.eventLoopUtilization();
+  parts.begin();
   let result: LoadResult;
   try {
     result = await load.go();
@@ -165,9 +151,8 @@ export async function measureMqtt(
     throw err;
   }
   const win = sampler.end();
-  const consumerLoopPct = performance.eventLoopUtilization(elu0).utilization * 100;
-  const harnessCpuPct = self.end();
-  const machinePct = machine.end();
+  const cpu = parts.end(win.cpuPct, result.cpuSec);
+  await consumer?.sync?.();
   const after = (await target.inspect?.()) ?? {};
   const counters: Record<string, number> = {};
   for (const k of Object.keys(after)) counters[k] = after[k] - (before[k] ?? 0);
@@ -182,9 +167,7 @@ export async function measureMqtt(
     maxLatency: lat ? lat.max : null,
     peakRssMb: win.peakRssMb,
     cpuPct: win.cpuPct,
-    harnessCpuPct,
-    otherCpuPct: Math.max(0, machinePct - win.cpuPct - harnessCpuPct),
-    consumerLoopPct,
+    ...cpu,
     sent: result.sent,
     acked: result.acked,
     received: consumer ? consumer.received : null,
@@ -196,7 +179,8 @@ export async function measureMqtt(
   if (consumer && consumer.received > total) {
     log(`${target.name}: consumer got ${consumer.received} for ${total} sent (redeliveries)`);
   }
-  return { metrics, load: result, window: { ...win }, counters };
+  const offered = spec.rate ? spec.rate * spec.publishers : 0;
+  return { metrics, load: result, window: { ...win }, counters, boundBy: boundBy(metrics, offered) };
 }
 
 /** A result row from a measured run (or the error that ended it). */
@@ -211,6 +195,7 @@ export function mqttRow(
     metrics: run.metrics,
     detail: {
       ...extra,
+      boundBy: run.boundBy,
       window: run.window,
       counters: run.counters,
       connections: run.load.connections.map((c) => ({

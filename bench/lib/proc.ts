@@ -4,7 +4,7 @@
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const children = new Set<ChildProcess>();
@@ -90,6 +90,11 @@ export async function stopChild(child: ChildProcess, graceMs = 5000): Promise<nu
   const code = await exited;
   clearTimeout(timer);
   return code;
+}
+
+/** Cores this process may run on. */
+export function nproc(): number {
+  return availableParallelism();
 }
 
 let clkTck = 0;
@@ -243,7 +248,22 @@ export class ProcSampler {
   }
 }
 
-/** CPU of this process (all threads: the load worker and the receivers), % of one core. */
+/**
+ * CPU time (utime + stime, seconds) of the calling thread: in a worker thread, that worker's own
+ * (its event loop and its sockets' syscalls run there), apart from the rest of the process.
+ * NaN where /proc/thread-self is not readable.
+ */
+export function threadCpuSec(): number {
+  try {
+    const stat = readFileSync('/proc/thread-self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / ticksPerSecond();
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU of this process (all threads: the load worker, the main thread's samplers), % of one core. */
 export class SelfCpu {
   private t0 = 0;
   private u0: NodeJS.CpuUsage = { user: 0, system: 0 };

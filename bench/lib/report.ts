@@ -9,6 +9,8 @@ export interface Column {
   digits: number;
   /** Show reference/row beside the figure on non-reference rows. */
   ratio?: boolean;
+  /** A text cell: `row.detail[key]` as it is (e.g. what bound the row), '-' when absent. */
+  text?: boolean;
 }
 
 export interface ResultRow {
@@ -70,6 +72,7 @@ export function formatTable(
     return [
       row.target,
       ...result.columns.map((c) => {
+        if (c.text) return String(row.detail?.[c.key] ?? '-');
         const v = row.metrics[c.key];
         const text = formatNumber(v, c.digits);
         return c.ratio && rowRef && row !== rowRef ? text + formatRatio(rowRef.metrics[c.key], v) : text;

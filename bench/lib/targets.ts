@@ -1,6 +1,10 @@
 // The systems an MQTT load is pointed at: the edgeferry daemon (consumer: the HTTP receiver its
-// sink posts to, or the gRPC Ingest receiver its gRPC sink pushes to) and the baselines (consumer: an MQTT subscriber): a bare aedes broker, mosquitto
-// when installed, and the null broker that only acknowledges (the load generator's ceiling).
+// sink posts to, or the gRPC Ingest receiver its gRPC sink pushes to) and the baselines
+// (consumer: an MQTT subscriber): a bare aedes broker, mosquitto when installed, and the null
+// broker that only acknowledges (the load generator's ceiling). Every consumer runs in a process
+// of its own (remote-consumer.ts), both sides alike, so the bench process holds only the load
+// generator; only a receiver that hands records to code in the bench process (`divert`,
+// `onRecord`) stays in it.
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -10,10 +14,9 @@ import { createInterface } from 'node:readline';
 import type { Consumer } from './consumer.ts';
 import { type DaemonOptions, startDaemon } from './daemon.ts';
 import type { BenchEnv } from './env.ts';
-import { GrpcConsumer } from './grpc-consumer.ts';
 import { BenchReceiver, type BenchReceiverOptions } from './http-receiver.ts';
-import { MqttSubscriber } from './mqtt-sub.ts';
 import { freePort, makeTempDir, ProcSampler, readProc, removeTempDir, stopChild, track } from './proc.ts';
+import { RemoteConsumer } from './remote-consumer.ts';
 
 export const MOSQUITTO_BIN = process.env.BENCH_MOSQUITTO ?? '/usr/sbin/mosquitto';
 
@@ -51,32 +54,44 @@ export interface EdgeferryTargetOptions {
   receiver?: BenchReceiverOptions;
 }
 
-/** edgeferry with one HTTP sink posting to a `BenchReceiver` in this process. */
+/**
+ * edgeferry with one HTTP sink posting to a `BenchReceiver` in a process of its own, or in this
+ * process when `opts.receiver` hands records to code here (`divert`, `onRecord`).
+ */
 export async function startEdgeferry(opts: EdgeferryTargetOptions): Promise<MqttTarget> {
-  const receiver = new BenchReceiver(opts.receiver);
-  await receiver.start();
+  let receiver: Consumer & { url: string };
+  let batches: () => number;
+  if (opts.receiver?.divert || opts.receiver?.onRecord) {
+    const local = new BenchReceiver(opts.receiver);
+    await local.start();
+    receiver = local;
+    batches = () => local.requests;
+  } else {
+    const remote = await RemoteConsumer.start({ kind: 'http', trackUnique: opts.receiver?.trackUnique });
+    receiver = remote;
+    batches = () => remote.batches;
+  }
   return edgeferryTarget(
     'edgeferry',
     opts,
     receiver,
     { name: 'bench', type: 'http', url: receiver.url, batch: opts.batch },
-    () => ({ httpBatches: receiver.requests }),
+    () => ({ httpBatches: batches() }),
   );
 }
 
 /**
  * edgeferry with one gRPC sink (`type: grpc`) pushing to the reference Ingest receiver
- * (bench/receivers/grpc-ingest-receiver.ts) in this process.
+ * (bench/receivers/grpc-ingest-receiver.ts) in a process of its own.
  */
 export async function startEdgeferryGrpc(opts: EdgeferryTargetOptions): Promise<MqttTarget> {
-  const consumer = new GrpcConsumer();
-  await consumer.start();
+  const consumer = await RemoteConsumer.start({ kind: 'grpc' });
   return edgeferryTarget(
     'edgeferry (grpc sink)',
     opts,
     consumer,
     { name: 'bench', type: 'grpc', target: consumer.target, batch: opts.batch },
-    () => ({ grpcPushes: consumer.rx.pushes }),
+    () => ({ grpcPushes: consumer.batches }),
   );
 }
 
@@ -194,9 +209,15 @@ async function withSubscriber(
   broker: { proc: ChildProcess; output: () => string },
   cleanup: () => void = () => {},
 ): Promise<MqttTarget> {
-  const sub = new MqttSubscriber();
+  let sub: RemoteConsumer;
   try {
-    await sub.start('127.0.0.1', port, BASELINE_FILTER, 1);
+    sub = await RemoteConsumer.start({
+      kind: 'mqtt',
+      host: '127.0.0.1',
+      port,
+      filter: BASELINE_FILTER,
+      qos: 1,
+    });
   } catch (err) {
     await stopChild(broker.proc, 1000);
     cleanup();
@@ -235,19 +256,6 @@ export async function startAedes(): Promise<MqttTarget> {
 
 export function mosquittoInstalled(): boolean {
   return existsSync(MOSQUITTO_BIN);
-}
-
-/** The subscriber on the bridge sink's broker: closing it stops that broker too. */
-class CloudSubscriber extends MqttSubscriber {
-  private readonly stopBroker: () => Promise<void>;
-  constructor(stopBroker: () => Promise<void>) {
-    super();
-    this.stopBroker = stopBroker;
-  }
-  override async close(): Promise<void> {
-    await super.close();
-    await this.stopBroker();
-  }
 }
 
 export interface MosquittoProcess {
@@ -311,9 +319,20 @@ export async function startEdgeferryMqtt(opts: EdgeferryTargetOptions): Promise<
     await stopChild(cloud.proc, 5000);
     cloud.cleanup();
   };
-  const consumer = new CloudSubscriber(stopCloud);
+  // Closing the subscriber stops the cloud broker too.
+  let consumer: RemoteConsumer;
   try {
-    await consumer.start('127.0.0.1', cloud.port, 'edge/#', 1, 'bench-cloud-sub');
+    consumer = await RemoteConsumer.start(
+      {
+        kind: 'mqtt',
+        host: '127.0.0.1',
+        port: cloud.port,
+        filter: 'edge/#',
+        qos: 1,
+        clientId: 'bench-cloud-sub',
+      },
+      stopCloud,
+    );
   } catch (err) {
     await stopCloud();
     throw err;

@@ -62,13 +62,18 @@ export const loadgenCeiling: Scenario = {
         { key: 'ingestRate', label: 'msg/s', digits: 0 },
         { key: 'perConnRate', label: 'per-conn msg/s', digits: 0 },
         { key: 'cpuPct', label: 'null-broker CPU %', digits: 0 },
-        { key: 'harnessCpuPct', label: 'generator CPU %', digits: 0 },
+        { key: 'loadgenCpuPct', label: 'generator CPU %', digits: 0 },
+        { key: 'loadgenThreadCpuPct', label: 'worker thread CPU %', digits: 0 },
         { key: 'otherCpuPct', label: 'other CPU %', digits: 0 },
+        { key: 'boundBy', label: 'bound by', digits: 0, text: true },
       ],
       rows,
       notes: [
         'QoS 0 "acked" = read by the null broker before it answered a trailing PINGREQ.',
-        'The generator shares 2 cores with the null broker here, as it shares them with the daemon elsewhere.',
+        'The generator shares 2 cores with the null broker here, as it shares them with the daemon elsewhere. ' +
+          '"generator CPU %" is the bench process minus its main thread (the worker thread and the V8 threads that ' +
+          'collect its garbage), "worker thread CPU %" the worker thread alone; "bound by" the busiest part ' +
+          '("target" = the null broker).',
       ],
     };
   },

@@ -10,6 +10,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BenchEnv } from '../lib/env.ts';
+import { PART_COLUMNS } from '../lib/harness-cpu.ts';
 import { ModbusRecords } from '../lib/modbus-records.ts';
 import { type ModbusSim, startModbusSim } from '../lib/modbus-sim.ts';
 import { type MqttRunSpec, measureMqtt, mqttRow } from '../lib/mqtt-run.ts';
@@ -48,8 +49,7 @@ const COLUMNS: Column[] = [
   { key: 'peakRssMb', label: 'peak RSS MB', digits: 1, ratio: true },
   { key: 'cpuPct', label: 'CPU %', digits: 0, ratio: true },
   { key: 'simCpuPct', label: 'sim CPU %', digits: 0 },
-  { key: 'harnessCpuPct', label: 'harness CPU %', digits: 0 },
-  { key: 'otherCpuPct', label: 'other CPU %', digits: 0 },
+  ...PART_COLUMNS,
 ];
 
 interface DeviceStatus {

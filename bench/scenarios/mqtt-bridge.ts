@@ -1,7 +1,7 @@
 // mqtt-bridge: the mqtt-qos1 load (N QoS 1 publishers x M messages x 200 B, 100 in flight) into
 // edgeferry, delivered upstream three ways in one run, interleaved round by round: the HTTP sink
-// (reference receiver in the bench process), the gRPC sink (reference Ingest receiver, in the
-// bench process), and the MQTT bridge sink (`type: mqtt`, MQTT 5, QoS 1, window 100) publishing
+// (reference receiver), the gRPC sink (reference Ingest receiver), each in a process of its own,
+// and the MQTT bridge sink (`type: mqtt`, MQTT 5, QoS 1, window 100) publishing
 // to a mosquitto the bench starts, where one QoS 1 subscriber measures arrival. Ratios beside
 // the HTTP row are grpc / http and mqtt / http.
 
@@ -48,8 +48,8 @@ export const mqttBridge: Scenario = {
     notes.push(
       `all sinks: batch { maxRecords: 1000, maxBytes: 1MiB, lingerMs: 5 }. mqtt: MQTT 5, QoS 1, window ${env.mqttWindow} (mosquitto ` +
         'advertises no Receive Maximum below it), topic edge/{node}/{topic}, user properties edgeferry-node and ' +
-        'edgeferry-record-id on every publish; mosquitto with set_tcp_nodelay, its CPU not in the cpu columns (as ' +
-        "the HTTP and gRPC receivers' is not). The subscriber's latency is from the publisher's send time in the payload",
+        'edgeferry-record-id on every publish; mosquitto with set_tcp_nodelay, its CPU in "other CPU %" (the HTTP and ' +
+        "gRPC receivers' and the subscriber's in \"consumer CPU %\"). The subscriber's latency is from the publisher's send time in the payload",
     );
     if (env.edgeferryOverrides)
       notes.push(`edgeferry config overrides: ${JSON.stringify(env.edgeferryOverrides)}`);

@@ -5,6 +5,7 @@
 // (BENCH_QOS0_RATE). Loss is allowed at QoS 0; it is counted (sent - received) and printed.
 
 import { compareTargets } from '../lib/compare.ts';
+import { PART_COLUMNS } from '../lib/harness-cpu.ts';
 import type { MqttRunSpec } from '../lib/mqtt-run.ts';
 import type { Column } from '../lib/report.ts';
 import type { Scenario } from '../lib/scenario.ts';
@@ -21,8 +22,7 @@ const COLUMNS: Column[] = [
   { key: 'p999', label: 'p99.9 ms', digits: 2, ratio: true },
   { key: 'peakRssMb', label: 'peak RSS MB', digits: 1, ratio: true },
   { key: 'cpuPct', label: 'CPU %', digits: 0, ratio: true },
-  { key: 'harnessCpuPct', label: 'harness CPU %', digits: 0 },
-  { key: 'otherCpuPct', label: 'other CPU %', digits: 0 },
+  ...PART_COLUMNS,
 ];
 
 export const mqttQos0: Scenario = {

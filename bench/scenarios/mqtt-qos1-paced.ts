@@ -7,6 +7,7 @@
 
 import { compareTargets } from '../lib/compare.ts';
 import type { BenchEnv } from '../lib/env.ts';
+import { PART_COLUMNS } from '../lib/harness-cpu.ts';
 import type { MqttRunSpec } from '../lib/mqtt-run.ts';
 import { type Column, formatNumber } from '../lib/report.ts';
 import type { Scenario } from '../lib/scenario.ts';
@@ -27,8 +28,7 @@ const COLUMNS: Column[] = [
   { key: 'maxLagMs', label: 'gen lag ms', digits: 1 },
   { key: 'peakRssMb', label: 'peak RSS MB', digits: 1, ratio: true },
   { key: 'cpuPct', label: 'CPU %', digits: 0, ratio: true },
-  { key: 'harnessCpuPct', label: 'harness CPU %', digits: 0 },
-  { key: 'otherCpuPct', label: 'other CPU %', digits: 0 },
+  ...PART_COLUMNS,
 ];
 
 /** The paced QoS 1 load: BENCH_RATE over the publishers for BENCH_PACED_SECONDS (also under `modbus`). */
