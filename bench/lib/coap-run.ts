@@ -3,7 +3,6 @@
 // compare.ts does for MQTT: interleaved rounds, a fresh target each run, the best round by
 // acked rate, every round in the JSON.
 
-import { createSocket } from 'node:dgram';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -15,7 +14,7 @@ import {
 import { waitForCount, waitForCountOrQuiet } from './consumer.ts';
 import { boundBy, type CpuParts, PART_COLUMNS, PartsCpu } from './harness-cpu.ts';
 import { QUIET_MS } from './mqtt-run.ts';
-import { ProcSampler, stopChild, udpCounters } from './proc.ts';
+import { freeUdpPort, ProcSampler, stopChild, udpCounters } from './proc.ts';
 import { type Column, formatNumber, type ResultRow } from './report.ts';
 import type { ScenarioContext } from './scenario.ts';
 import {
@@ -45,18 +44,6 @@ export interface CoapRunSpec {
 
 /** The daemon's CoAP path prefix (`coap.prefix`); clients post to /t/bench/<i>. */
 export const COAP_PREFIX = 't';
-
-/** A UDP port that was free a moment ago (bind 0, read, close). */
-export function freeUdpPort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, host, () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** edgeferry with its CoAP server on a free UDP port and one HTTP sink to a receiver here. */
 export async function startEdgeferryCoap(opts: EdgeferryTargetOptions): Promise<CoapTarget> {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { distState } from '../../bin/dist-stamp.js';
-import { freePort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
+import { freePort, freeUdpPort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
 
 export const BIN = new URL('../../bin/edgeferry.js', import.meta.url).pathname;
 const DIST_CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
@@ -113,6 +113,9 @@ async function startOnce(opts: DaemonOptions): Promise<Daemon> {
     mqtt: { host: '127.0.0.1', port: mqttPort, ...opts.mqtt },
     admin: { host: '127.0.0.1', port: adminPort },
     grpc: { host: '127.0.0.1', port: grpcPort },
+    // Not the default 0.0.0.0:5683: another daemon on the machine (a test, a second bench) may
+    // hold it, and the daemon would not start. Same components loaded, on a free port.
+    coap: { host: '127.0.0.1', port: await freeUdpPort() },
     log: { level: opts.logLevel ?? 'warn' },
     shutdown: { drainTimeoutMs: '2s' },
     ...opts.extra,

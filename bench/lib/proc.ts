@@ -2,6 +2,7 @@
 // temp dirs, and a /proc sampler for a child's memory and CPU.
 
 import { type ChildProcess, execFileSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -77,6 +78,18 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
       const addr = srv.address();
       const port = typeof addr === 'object' && addr ? addr.port : 0;
       srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A UDP port that was free a moment ago (bind 0, read, close). */
+export function freeUdpPort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, host, () => {
+      const port = s.address().port;
+      s.close(() => resolve(port));
     });
   });
 }
