@@ -9,9 +9,9 @@
 import { compareStarters } from '../lib/compare.ts';
 import type { Daemon } from '../lib/daemon.ts';
 import { startDaemon } from '../lib/daemon.ts';
-import { BenchReceiver } from '../lib/http-receiver.ts';
 import { MQTT_COLUMNS, qos1Spec } from '../lib/mqtt-run.ts';
 import { stopChild } from '../lib/proc.ts';
+import { RemoteConsumer } from '../lib/remote-consumer.ts';
 import type { Scenario } from '../lib/scenario.ts';
 import { BASELINE_FILTER, type MqttTarget, spawnMosquitto, startMosquitto } from '../lib/targets.ts';
 import { QOS1_SINK_BATCH } from './mqtt-qos1.ts';
@@ -19,10 +19,11 @@ import { QOS1_SINK_BATCH } from './mqtt-qos1.ts';
 /** mosquitto and edgeferry subscribed to it; the target's process (sampled) is edgeferry. */
 async function startClientSource(): Promise<MqttTarget> {
   const broker = await spawnMosquitto();
-  const receiver = new BenchReceiver();
+  let receiver: RemoteConsumer | null = null;
   let daemon: Daemon | null = null;
   try {
-    await receiver.start();
+    receiver = await RemoteConsumer.start({ kind: 'http' });
+    const rx = receiver;
     daemon = await startDaemon({
       sinks: [{ name: 'bench', type: 'http', url: receiver.url, batch: QOS1_SINK_BATCH }],
       journal: { fsync: false },
@@ -51,20 +52,20 @@ async function startClientSource(): Promise<MqttTarget> {
       host: '127.0.0.1',
       port: broker.port,
       pid: d.pid,
-      consumer: receiver,
+      consumer: rx,
       sampler: d.sampler,
       output: () => `${d.output()}\n${broker.output()}`,
       admin: d.admin,
       async stop() {
         await d.stop();
-        await receiver.close();
+        await rx.close();
         await stopChild(broker.proc, 2000);
         broker.cleanup();
       },
     };
   } catch (err) {
     await daemon?.stop();
-    await receiver.close();
+    await receiver?.close();
     await stopChild(broker.proc, 2000);
     broker.cleanup();
     throw err;
