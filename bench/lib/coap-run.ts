@@ -12,7 +12,7 @@ import {
   prepareCoapLoadInWorker,
 } from './coap-load.ts';
 import { waitForCount, waitForCountOrQuiet } from './consumer.ts';
-import { boundBy, type CpuParts, PART_COLUMNS, PartsCpu } from './harness-cpu.ts';
+import { boundBy, type CpuParts, describeParts, PART_COLUMNS, PartsCpu } from './harness-cpu.ts';
 import { QUIET_MS } from './mqtt-run.ts';
 import { freeUdpPort, ProcSampler, stopChild, udpCounters } from './proc.ts';
 import { type Column, formatNumber, type ResultRow } from './report.ts';
@@ -334,11 +334,22 @@ export async function compareCoap(
       continue;
     }
     const chosen = ok.reduce((a, b) => ((b.metrics.ackRate ?? 0) > (a.metrics.ackRate ?? 0) ? b : a));
+    const m = chosen.metrics;
+    // As compare.ts does: a harness part busier than the target may have set the row (issue 15).
+    const harnessBound = (m.harnessCpuPct ?? 0) > (m.cpuPct ?? Number.POSITIVE_INFINITY);
+    if (harnessBound)
+      notes.push(
+        `${name}: INVALID as a comparison: the harness was busier than the target (${describeParts(m)})`,
+      );
     rows.push({
       ...chosen,
-      detail: { ...chosen.detail, rounds: runs.map((r) => ({ metrics: r.metrics, error: r.error })) },
+      target: harnessBound && !name.startsWith(`${refName} `) ? `${name} (invalid)` : name,
+      detail: {
+        ...chosen.detail,
+        harnessBound,
+        rounds: runs.map((r) => ({ metrics: r.metrics, error: r.error })),
+      },
     });
-    const m = chosen.metrics;
     const c = (chosen.detail?.counters ?? {}) as Record<string, number>;
     if (c.groupCommits > 0)
       notes.push(

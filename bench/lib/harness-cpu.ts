@@ -43,6 +43,8 @@ export const PART_COLUMNS: Column[] = [
 /** Measures the parts over one window: `begin()` with the window, `end()` after the consumer's wait. */
 export class PartsCpu {
   private readonly consumerPid: number | null;
+  /** Without one (the null broker, the bare CoAP server), `consumerCpuPct` is null. */
+  private readonly hasConsumer: boolean;
   private readonly self = new SelfCpu();
   private readonly machine = new SystemCpu();
   private t0 = 0;
@@ -51,6 +53,7 @@ export class PartsCpu {
 
   constructor(consumer: Consumer | null) {
     this.consumerPid = consumer?.pid ?? null;
+    this.hasConsumer = consumer !== null;
   }
 
   begin(): void {
@@ -70,7 +73,7 @@ export class PartsCpu {
     const pct = (sec: number) => (ms > 0 ? (sec * 100_000) / ms : Number.NaN);
     const main = Number.isNaN(mainSec) ? 0 : pct(mainSec);
     const loadgen = Math.max(0, benchCpuPct - main);
-    let consumer: number | null = main;
+    let consumer: number | null = this.hasConsumer ? main : null;
     let consumerProcess = 0;
     if (this.consumerPid) {
       consumerProcess = pct((readProc(this.consumerPid)?.cpuSec ?? Number.NaN) - this.consumer0);

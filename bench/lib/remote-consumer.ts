@@ -37,6 +37,7 @@ export class RemoteConsumer implements Consumer {
   private nextSync = 1;
   private stderr = '';
   private failure: Error | null = null;
+  private closing = false;
   private readonly onClose: (() => Promise<void>) | null;
 
   private constructor(child: ChildProcess, onClose: (() => Promise<void>) | null) {
@@ -71,10 +72,11 @@ export class RemoteConsumer implements Consumer {
       });
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        rc.failure = new Error(
-          `${spec.kind} consumer process exited (${code ?? signal}): ${rc.stderr.trim()}`,
-        );
-        reject(rc.failure);
+        if (!rc.closing)
+          rc.failure = new Error(
+            `${spec.kind} consumer process exited (${code ?? signal}): ${rc.stderr.trim()}`,
+          );
+        reject(rc.failure ?? new Error(`${spec.kind} consumer process closed`));
         for (const done of rc.syncs.values()) done();
       });
     });
@@ -92,7 +94,9 @@ export class RemoteConsumer implements Consumer {
     return this.child.pid!;
   }
 
+  /** Throws once the process has died: a wait polling it fails with the reason, not a timeout. */
   get received(): number {
+    if (this.failure) throw this.failure;
     return this.state.received;
   }
 
@@ -150,6 +154,7 @@ export class RemoteConsumer implements Consumer {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
       this.send({ op: 'close' });

@@ -45,7 +45,7 @@ export const coap: Scenario = {
 
     if (types.includes('con')) {
       const ef = rows.find((r) => r.target === coapRowName('edgeferry', 'con'));
-      const base = rows.find((r) => r.target === coapRowName('coap-server', 'con'));
+      const base = rows.find((r) => r.target.startsWith(coapRowName('coap-server', 'con')));
       if (!ef || ef.error) {
         notes.unshift(
           `target: edgeferry CON >= ${CON_RATIO_TARGET}x the bare server's CON rate, nothing lost: NOT met (edgeferry CON failed)`,

@@ -34,7 +34,7 @@ export const mqttBridge: Scenario = {
     else notes.push('mosquitto is not installed: the mqtt row is skipped');
     const out = await compareStarters(ctx, spec, starters);
     notes.push(...out.notes);
-    const mqttRow = out.rows.find((r) => r.target === 'edgeferry mqtt' && !r.error);
+    const mqttRow = out.rows.find((r) => r.target.startsWith('edgeferry mqtt') && !r.error);
     const cloudMs = (mqttRow?.detail?.counters as Record<string, number> | undefined)?.cloudBrokerCpuMs;
     if (mqttRow && cloudMs !== undefined && mqttRow.metrics.received) {
       notes.push(
