@@ -41,7 +41,8 @@ COPY deploy/base/edgeferry.yaml /etc/edgeferry/config.yaml
 # The journal's volume mount point, writable by the daemon's user when nothing is mounted.
 COPY --from=deps --chown=65532:65532 /app/state /var/lib/edgeferry
 ENV NODE_ENV=production \
-    EDGEFERRY_CONFIG=/etc/edgeferry/config.yaml
+    EDGEFERRY_CONFIG=/etc/edgeferry/config.yaml \
+    GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=131072
 USER 65532:65532
 EXPOSE 1883 5683/udp 8080 50051
 # Node is PID 1: the daemon handles SIGTERM and SIGINT itself (src/cli.ts), and no child

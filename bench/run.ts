@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { daemonCommand } from './lib/daemon.ts';
 import { readEnv } from './lib/env.ts';
 import { describeMachine, describeSource, machineInfo, sourceInfo } from './lib/machine.ts';
 import { installExitHandlers, killAllChildren } from './lib/proc.ts';
@@ -51,6 +52,12 @@ async function main(): Promise<number> {
   const machine = machineInfo();
   log(`machine: ${describeMachine(machine)}`);
   log(`source: ${describeSource(sourceInfo())}`);
+  const daemon = daemonCommand();
+  log(
+    `daemon: node ${daemon.args.join(' ')} ${Object.entries(daemon.env)
+      .map(([k, v]) => `(${k}=${v})`)
+      .join(' ')}`,
+  );
   log(`scenarios: ${selected.map((s) => s.name).join(', ')}`);
   mkdirSync(RESULTS_DIR, { recursive: true });
 

@@ -4,12 +4,13 @@
 // polls GET /readyz on the admin port until it answers 200.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { distState } from '../../bin/dist-stamp.js';
+import { readShebang } from '../../bin/shebang.js';
 import { freePort, freeUdpPort, makeTempDir, ProcSampler, removeTempDir, stopChild, track } from './proc.ts';
 
 export const BIN = new URL('../../bin/edgeferry.js', import.meta.url).pathname;
@@ -21,17 +22,19 @@ const ROOT = new URL('../../', import.meta.url).pathname;
  * `BENCH_DAEMON=bin`: dist/ when it was built from the current src/, else src/ through type
  * stripping); `src`: the bin forced to src/ (EDGEFERRY_FROM_SRC=1); `dist`: dist/cli.js itself
  * (after `npm run build`), as a production image would. With the node flags of the bin's shebang
- * line, or those of BENCH_NODE_FLAGS when set (empty: none).
+ * line (and the environment it sets, GLIBC_TUNABLES), or those of BENCH_NODE_FLAGS and
+ * BENCH_NODE_ENV (`NAME=VALUE ...`) when set (empty: none).
  */
 export function daemonCommand(): { args: string[]; env: Record<string, string> } {
-  const raw = process.env.BENCH_NODE_FLAGS ?? shebangFlags();
-  const flags = raw.split(/\s+/).filter((f) => f.length > 0);
+  const shebang = readShebang(BIN);
+  const flags = words(process.env.BENCH_NODE_FLAGS) ?? shebang.flags;
+  const env = { ...(pairs(words(process.env.BENCH_NODE_ENV)) ?? shebang.env) };
   const which = process.env.BENCH_DAEMON ?? 'bin';
-  if (which === 'bin') return { args: [...flags, BIN], env: {} };
-  if (which === 'src') return { args: [...flags, BIN], env: { EDGEFERRY_FROM_SRC: '1' } };
+  if (which === 'bin') return { args: [...flags, BIN], env };
+  if (which === 'src') return { args: [...flags, BIN], env: { ...env, EDGEFERRY_FROM_SRC: '1' } };
   if (which !== 'dist') throw new Error(`BENCH_DAEMON: expected bin, src or dist (got ${which})`);
   if (!existsSync(DIST_CLI)) throw new Error('BENCH_DAEMON=dist: run `npm run build` first');
-  return { args: [...flags, DIST_CLI], env: {} };
+  return { args: [...flags, DIST_CLI], env };
 }
 
 /** What BENCH_DAEMON=bin runs now: 'dist' or 'src' (stale or missing dist/), for the reports. */
@@ -41,11 +44,19 @@ export function binRuns(): 'dist' | 'src' {
   return distState(ROOT) === 'current' ? 'dist' : 'src';
 }
 
-/** `--a --b` from `#!/usr/bin/env -S node --a --b`. */
-function shebangFlags(): string {
-  const first = readFileSync(BIN, 'utf8').split('\n', 1)[0];
-  const m = /^#!.*\bnode\b(.*)$/.exec(first);
-  return m ? m[1].trim() : '';
+function words(raw: string | undefined): string[] | undefined {
+  return raw === undefined ? undefined : raw.split(/\s+/).filter((w) => w.length > 0);
+}
+
+function pairs(list: string[] | undefined): Record<string, string> | undefined {
+  if (list === undefined) return undefined;
+  const out: Record<string, string> = {};
+  for (const w of list) {
+    const eq = w.indexOf('=');
+    if (eq <= 0) throw new Error(`BENCH_NODE_ENV: "${w}" is not NAME=VALUE`);
+    out[w.slice(0, eq)] = w.slice(eq + 1);
+  }
+  return out;
 }
 
 export interface DaemonOptions {

@@ -11,7 +11,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { binRuns, startDaemon } from '../lib/daemon.ts';
+import { binRuns, daemonCommand, startDaemon } from '../lib/daemon.ts';
 import { readEnv } from '../lib/env.ts';
 import { BenchReceiver } from '../lib/http-receiver.ts';
 import { installExitHandlers } from '../lib/proc.ts';
@@ -67,7 +67,7 @@ async function daemonRuns(runs: number): Promise<void> {
   const line = (label: string, vals: number[]) =>
     `${label.padEnd(8)}${vals.map((v) => v.toFixed(1).padStart(10)).join('')}`;
   process.stdout.write(
-    `daemon: ${process.env.BENCH_DAEMON ?? 'bin'} (runs ${binRuns()}/), node flags: ${process.env.BENCH_NODE_FLAGS ?? '(shebang)'}; MB\n`,
+    `daemon: ${process.env.BENCH_DAEMON ?? 'bin'} (runs ${binRuns()}/), node ${daemonCommand().args.join(' ')} ${JSON.stringify(daemonCommand().env)}; MB\n`,
   );
   process.stdout.write(`${''.padEnd(8)}${head.map((h) => h.padStart(10)).join('')}\n`);
   rows.forEach((r, i) => {

@@ -10,6 +10,7 @@ import { isAbsolute, join, relative } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { readShebang } from '../../bin/shebang.js';
 import { type DaemonHandle, eventually, startDaemon } from '../helpers/daemon.ts';
 import { isCi } from '../interop/peer-tools.ts';
 import { buildStages, RunError, type Stage } from './dockerfile-tree.ts';
@@ -19,13 +20,8 @@ const VOLUME = '/var/lib/edgeferry';
 // npm's own codes when the registry cannot be reached (and its cache had not the tarball).
 const UNREACHABLE = /E(NOTFOUND|AI_AGAIN|CONNREFUSED|CONNRESET|TIMEDOUT|NETUNREACH)\b|network/i;
 
-/** The node flags in bin/edgeferry.js's shebang (`#!/usr/bin/env -S node --flag ...`). */
-function shebangFlags(): string[] {
-  const first = readFileSync(join(REPO, 'bin/edgeferry.js'), 'utf8').split('\n')[0];
-  const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first);
-  if (!m) throw new Error(`bin/edgeferry.js: unexpected shebang ${first}`);
-  return m[1].split(' ').filter((x) => x !== '');
-}
+/** The node flags and environment of bin/edgeferry.js's shebang, what `npm start` runs. */
+const shebang = readShebang(join(REPO, 'bin/edgeferry.js'));
 
 /** Every file under `dir` with its size and mtime, but for `skip` (a relative path). */
 function snapshot(dir: string, skip: string): Map<string, string> {
@@ -75,10 +71,11 @@ describe('the container image', () => {
       expect(s.image).toMatch(new RegExp(`^(node:${node}-|gcr\\.io/distroless/nodejs${node}-)`));
     expect(image.image).toMatch(/^gcr\.io\/distroless\/nodejs\d+-debian\d+:nonroot$/);
     expect(image.user).toBe('65532:65532');
-    expect(image.entrypoint.slice(0, 1 + shebangFlags().length)).toEqual([
+    expect(image.entrypoint.slice(0, 1 + shebang.flags.length)).toEqual([
       '/nodejs/bin/node',
-      ...shebangFlags(),
+      ...shebang.flags,
     ]);
+    for (const [name, value] of Object.entries(shebang.env)) expect(image.env[name], name).toBe(value);
 
     // Production dependencies only, and no sources: the image runs dist/.
     const lock = JSON.parse(readFileSync(join(REPO, 'package-lock.json'), 'utf8')) as {

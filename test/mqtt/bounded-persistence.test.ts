@@ -139,4 +139,16 @@ describe('BoundedPersistence', () => {
     // A scan of every session for each of the 2000 drops visited 4 million.
     expect(visited).toBeLessThan(sessions * 10);
   });
+
+  it('finds an offline subscriber only once a persistent session has subscribed, and then every time', async () => {
+    const { p } = make({});
+    await p.setup({});
+    // No persistent session yet: the short cut answers, and answers the same each time.
+    expect(await p.subscriptionsByTopic('plant/line-1/temp')).toEqual([]);
+    const client = { id: 'away-1' };
+    await p.addSubscriptions(client, [{ topic: 'plant/+/temp', qos: 1 }]);
+    const subs = (await p.subscriptionsByTopic('plant/line-1/temp')) as { clientId: string }[];
+    expect(subs.map((s) => s.clientId)).toEqual(['away-1']);
+    expect(await p.subscriptionsByTopic('plant/line-1/humidity')).toEqual([]);
+  });
 });

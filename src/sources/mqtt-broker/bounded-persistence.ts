@@ -71,6 +71,7 @@ type Inner = Record<string, (...args: never[]) => unknown> & {
   storeRetained(packet: Packet): Promise<void>;
   incomingGetPacket(client: ClientRef, packet: Packet): Promise<Packet>;
   cleanIncoming(client: ClientRef): Promise<void>;
+  subscriptionsByTopic(topic: string): Promise<unknown[]>;
 };
 
 /**
@@ -175,6 +176,13 @@ export class BoundedPersistence {
   /** Retained topics, oldest stored first, with their bytes. */
   private readonly retained = new Map<string, number>();
   private retainedBytes = 0;
+  /**
+   * Whether a persistent session (clean false) ever subscribed: aedes stores only those
+   * subscriptions here. Until one does, no publish can have an offline subscriber, and the
+   * per-message topic match in the inner store (a split and a trie walk for every QoS 1/2
+   * publish) is skipped. Sticky: unsubscribes are not counted back down.
+   */
+  private persistentSubscriptions = false;
 
   constructor(limits: PersistenceLimits, stats: PersistenceStats, observer: IncomingObserver | null = null) {
     this.inner = memory() as unknown as Inner;
@@ -236,8 +244,9 @@ export class BoundedPersistence {
     this.enqueue(sub.clientId, packet);
   }
 
-  async outgoingEnqueueCombi(subs: { clientId: string }[], packet: Packet): Promise<void> {
+  outgoingEnqueueCombi(subs: { clientId: string }[], packet: Packet): Promise<void> {
     for (let i = 0; i < subs.length; i++) this.enqueue(subs[i].clientId, packet);
+    return DONE;
   }
 
   private enqueue(clientId: string, packet: Packet): void {
@@ -401,6 +410,7 @@ export class BoundedPersistence {
     return this.call('incomingDelPacket', args);
   }
   addSubscriptions(...args: unknown[]): unknown {
+    this.persistentSubscriptions = true;
     return this.call('addSubscriptions', args);
   }
   removeSubscriptions(...args: unknown[]): unknown {
@@ -409,8 +419,9 @@ export class BoundedPersistence {
   subscriptionsByClient(...args: unknown[]): unknown {
     return this.call('subscriptionsByClient', args);
   }
-  subscriptionsByTopic(...args: unknown[]): unknown {
-    return this.call('subscriptionsByTopic', args);
+  subscriptionsByTopic(topic: string): Promise<unknown[]> {
+    if (!this.persistentSubscriptions) return NO_SUBSCRIPTIONS;
+    return this.inner.subscriptionsByTopic(topic);
   }
   cleanSubscriptions(...args: unknown[]): unknown {
     return this.call('cleanSubscriptions', args);
@@ -441,6 +452,10 @@ export class BoundedPersistence {
     return (this.inner[method] as (...a: unknown[]) => unknown).apply(this.inner, args);
   }
 }
+
+// Shared settled promises: aedes only chains on them (and copies the list before filtering it).
+const DONE: Promise<void> = Promise.resolve();
+const NO_SUBSCRIPTIONS: Promise<unknown[]> = Promise.resolve(Object.freeze([]) as unknown as unknown[]);
 
 function deleteRetained(topic: string): Packet {
   return { cmd: 'publish', topic, payload: EMPTY, qos: 0, retain: true, dup: false };

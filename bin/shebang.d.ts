@@ -1,0 +1,1 @@
+export function readShebang(file: string): { env: Record<string, string>; flags: string[] };
