@@ -48,5 +48,5 @@ EXPOSE 1883 5683/udp 8080 50051
 # Node is PID 1: the daemon handles SIGTERM and SIGINT itself (src/cli.ts), and no child
 # outlives it. The node flags are bin/edgeferry.js's shebang's (a test compares them); dist/ is
 # run directly because the image holds no src/ for the bin to compare dist/ against.
-ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=16", "/app/dist/cli.js"]
+ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=4", "--heap-growing-percent=20", "/app/dist/cli.js"]
 CMD ["run"]
