@@ -29,6 +29,12 @@ export interface RetentionHost {
   dropped(seq: number): void;
   /** The clock shift for the record `seq` (clock-shifts.ts). */
   offsetFor(seq: number): number;
+  /** The TTL cutoff now (0: no TTL). */
+  expiryCutoff(): number;
+  /** The lowest cursor position; Infinity without cursors. */
+  cursorMin(): number;
+  closed(): boolean;
+  recovering(): boolean;
 }
 
 /**
@@ -40,14 +46,41 @@ export interface RetentionHost {
 export class Retention {
   private readonly host: RetentionHost;
   private chain: Promise<unknown> = Promise.resolve();
+  private trimTimer: NodeJS.Timeout | null = null;
+  /** The trim or TTL sweep running (they run one after the other). */
+  private trimming: Promise<unknown> = Promise.resolve();
 
   constructor(host: RetentionHost) {
     this.host = host;
   }
 
-  /** Drops the records up to `upTo` (every cursor has passed them). */
-  trimTo(upTo: number): Promise<number> {
-    return this.deleteBefore(upTo + 1);
+  /** Trims shortly (a cursor moved): one trim for the moves of 100 ms. */
+  scheduleTrim(): void {
+    if (this.trimTimer !== null || this.host.closed()) return;
+    this.trimTimer = setTimeout(() => {
+      this.trimTimer = null;
+      this.trimming = this.trim().catch((err) =>
+        this.host.log.warn({ err: err.message }, 'journal trim failed'),
+      );
+    }, 100);
+  }
+
+  /** Sweeps expired records after the trim or sweep running. */
+  scheduleSweep(): void {
+    this.trimming = this.trimming.then(() => this.sweepExpired()).then(noop, noop);
+  }
+
+  /** Drops the records every cursor has passed. Without cursors nothing is trimmed. */
+  async trim(): Promise<void> {
+    const { host, ends } = this;
+    if (host.cursorMin() === Number.POSITIVE_INFINITY || host.recovering() || host.closed()) return;
+    const upTo = Math.min(host.cursorMin(), ends.lastSeq);
+    if (upTo < ends.firstSeq) return;
+    await this.deleteBefore(upTo + 1);
+  }
+
+  private get ends(): Ends {
+    return this.host.ends;
   }
 
   /**
@@ -69,9 +102,12 @@ export class Retention {
     }
   }
 
-  /** Drops the records whose ts (moved by the clock shifts) is below `cutoff`: the expired prefix. */
-  async sweepExpired(cutoff: number): Promise<number> {
+  /** Drops the records whose ts (moved by the clock shifts) is past the TTL: the expired prefix. */
+  async sweepExpired(): Promise<number> {
     const host = this.host;
+    const cutoff = host.expiryCutoff();
+    const e = host.ends;
+    if (cutoff === 0 || e.lastSeq < e.firstSeq || host.closed() || host.recovering()) return 0;
     const upTo = await this.searchSeq((ts, _cum, seq) => ts + host.offsetFor(seq) >= cutoff);
     const dropped = await this.deleteBefore(upTo);
     if (dropped > 0) {
@@ -179,8 +215,10 @@ export class Retention {
     return lo;
   }
 
-  /** Resolves once no move is running. */
-  idle(): Promise<unknown> {
-    return this.chain;
+  /** Stops trimming (the journal closes): resolves once no trim, sweep or move is running. */
+  async stop(): Promise<void> {
+    if (this.trimTimer) clearTimeout(this.trimTimer);
+    await this.trimming;
+    await this.chain;
   }
 }
