@@ -19,6 +19,8 @@ const MIGRATE_READ_RECORDS = 1000;
 export interface MigrationHooks {
   /** Called after each write, with the records moved so far (a test stops the process there). */
   afterWrite?(moved: number): Promise<void> | void;
+  /** Bytes of chunks per write (tests make it small, for many writes). */
+  writeBytes?: number;
 }
 
 /**
@@ -76,7 +78,7 @@ export async function migrateLegacyRecords(
         run.bytes += body.length;
       }
       const last = entries.length === 0;
-      if (run.dels.length > 0 && (last || run.bytes >= MIGRATE_WRITE_BYTES)) {
+      if (run.dels.length > 0 && (last || run.bytes >= (hooks.writeBytes ?? MIGRATE_WRITE_BYTES))) {
         cutRun(run);
         cum = await writeRun(db, run, cum ?? 0);
         moved += run.bodies.length;

@@ -6,7 +6,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Level } from 'level';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { JournalFullError } from '../../src/core/errors.ts';
 import type { Logger } from '../../src/core/logger.ts';
