@@ -169,7 +169,7 @@ function countLost(reader: DiskReader, upTo: number, counters: JournalCounters):
 /**
  * Copies the bodies of records read from disk into one buffer, each record's body a view of it.
  * They are views of the chunks classic-level returned, each its own native allocation, which a
- * kept view would hold whole (a 64 KiB chunk for a 200 B record); and, kept by the records until
+ * kept view would hold whole (a 16 KiB chunk for a 200 B record); and, kept by the records until
  * a batch is delivered, they survived two scavenges, were promoted, and then waited for a
  * mark-compact that the under-counted external memory was slow to trigger. One buffer per batch
  * lets the chunks die young.

@@ -75,7 +75,7 @@ describe('chunks', () => {
 
   it('cuts a group commit larger than the cap into chunks, each counting its key and header', async () => {
     const j = await kit.open({ tailRecords: 2 });
-    // 100 records of about 2 KB in one group commit: about 200 KB, so 4 chunks of <= 64 KiB.
+    // 100 records of about 2 KB in one group commit: about 200 KB, cut into chunks of <= 16 KiB.
     const big = recs(0, 99, 2000);
     await appendAll(j, big);
     expect(j.counters.committedBatches).toBe(1);
