@@ -2,11 +2,12 @@
 // sequence numbers are 8-byte big-endian so that byte order is numeric order.
 //
 //   'k' firstSeq            chunk: the records of one group commit (see chunk.ts)
-//   'r' seq                 one record per key, the layout before chunks (see value.ts): only
+//   'r' seq                 one record per key, the layout before chunks (legacy-value.ts): only
 //                           read, to migrate it into chunks at open (migrate.ts)
 //   'c' name                cursor: last seq the consumer is done with (8 bytes)
 //   'd' sink 0x00 dlseq     dead-lettered record
-//   'm' name                ledger: epoch, next seq, cumulative bytes, dead-letter counters
+//   'm' name                ledger: epoch, next seq, cumulative bytes, first seq, dead-letter
+//                           counters, clock shifts
 
 const K = 0x6b;
 const R = 0x72;
