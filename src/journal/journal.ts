@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import { JournalClosedError, JournalWriteError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { AppendCallback, ReadBatch, RecordAppender, RecordLog } from '../core/pipeline.ts';
@@ -6,7 +5,8 @@ import { encodeRecord, type RecordInput, type StoredRecord } from '../core/recor
 import { ClockWatch } from './clock-watch.ts';
 import { type CommitHost, commitBatch } from './commit.ts';
 import { Cursors } from './cursors.ts';
-import { type DeadLetter, DeadLetterStore } from './dead-letters.ts';
+import { JournalDeadLetters } from './dead-letter-api.ts';
+import { DeadLetterStore } from './dead-letters.ts';
 import { DiskReaders } from './disk-readers.ts';
 import { GroupCommit } from './group-commit.ts';
 import { migrateLegacyRecords } from './migrate.ts';
@@ -17,6 +17,7 @@ import { Retention } from './retention.ts';
 import {
   type Db,
   type Ends,
+  endsOf,
   type JournalCounters,
   type JournalOptions,
   noop,
@@ -43,7 +44,7 @@ const MIN_DEAD_LETTER_BYTES = 1024 * 1024;
  * Events: 'commit' (lastSeq) after every group commit; 'writable' (false) when a failed write
  * starts a recovery, (true) when the reopened database takes writes again.
  */
-export class Journal extends EventEmitter implements RecordAppender, RecordLog {
+export class Journal extends JournalDeadLetters implements RecordAppender, RecordLog {
   readonly epoch: string;
   readonly path: string;
   readonly counters: JournalCounters = {
@@ -69,7 +70,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   private readonly cursors: Cursors;
   private readonly group: GroupCommit;
   private readonly retention: Retention;
-  private readonly deadLetters: DeadLetterStore;
+  protected readonly deadLetters: DeadLetterStore;
   /** The wall clock's jumps (for TTL) and the TTL sweeps. */
   private readonly clockWatch: ClockWatch;
   private readonly tail: TailCache;
@@ -81,13 +82,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
     this.opts = opts;
     this.path = opts.path;
     this.epoch = state.epoch;
-    this.ends = {
-      firstSeq: state.firstSeq,
-      lastSeq: state.lastSeq,
-      firstCum: state.firstCum,
-      nextCum: state.nextCum,
-      firstChunk: state.firstChunk,
-    };
+    this.ends = endsOf(state);
     this.clockWatch = new ClockWatch(state.clockShifts, opts.clock, opts.ttlMs, {
       counters: this.counters,
       log,
@@ -239,11 +234,7 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
 
   /** Takes the reopened database's ends; cursors keep their (newer) positions and are rewritten. */
   private adoptState(state: OpenState): void {
-    this.ends.firstSeq = state.firstSeq;
-    this.ends.lastSeq = state.lastSeq;
-    this.ends.firstCum = state.firstCum;
-    this.ends.nextCum = state.nextCum;
-    this.ends.firstChunk = state.firstChunk;
+    Object.assign(this.ends, endsOf(state));
     this.deadLetters.adopt(state.deadLetters);
     // Not the reopened database's list: a jump seen during the recovery could not be saved
     // (writes are refused meanwhile), and memory holds every jump the disk does. Saved again
@@ -383,48 +374,6 @@ export class Journal extends EventEmitter implements RecordAppender, RecordLog {
   /** Drops records past their TTL: counted, and never read again. */
   sweepExpired(): Promise<number> {
     return this.retention.sweepExpired();
-  }
-
-  // ---- dead letters (dead-letters.ts) ----------------------------------------------------
-
-  /**
-   * Keeps records a sink's upstream refused for good, with the reason, within the dead letters'
-   * own budget. A failed write rejects with a retryable JournalWriteError (and the journal
-   * recovers): the caller tries again.
-   */
-  deadLetter(sink: string, records: readonly StoredRecord[], reason: string): Promise<void> {
-    return this.deadLetters.add(sink, records, reason);
-  }
-
-  /** Dead letters `sink` keeps now (not the number ever dead-lettered). */
-  async deadLetterCount(sink: string): Promise<number> {
-    return this.deadLetters.count(sink);
-  }
-
-  /** Per sink, from memory: dead letters kept and their bytes on disk. */
-  deadLetterSummary(): { sink: string; count: number; bytes: number }[] {
-    return this.deadLetters.summary();
-  }
-
-  get deadLetterBytes(): number {
-    return this.deadLetters.bytes;
-  }
-
-  get deadLetterBudget(): number {
-    return this.deadLetters.maxBytes;
-  }
-
-  /**
-   * Dead letters of `sink` numbered above `afterN`, oldest first, at most `limit` (1..1000), and
-   * with `maxBodyBytes` none after the one whose body reaches that many bytes in all.
-   */
-  listDeadLetters(sink: string, limit: number, afterN = 0, maxBodyBytes?: number): Promise<DeadLetter[]> {
-    return this.deadLetters.list(sink, limit, afterN, maxBodyBytes);
-  }
-
-  /** Deletes the dead letters of `sink` numbered `ns`; returns how many existed and went. */
-  deleteDeadLetters(sink: string, ns: readonly number[]): Promise<number> {
-    return this.deadLetters.delete(sink, ns);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------

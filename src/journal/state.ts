@@ -77,6 +77,16 @@ export interface Ends {
   firstChunk: number;
 }
 
+export function endsOf(e: Ends): Ends {
+  return {
+    firstSeq: e.firstSeq,
+    lastSeq: e.lastSeq,
+    firstCum: e.firstCum,
+    nextCum: e.nextCum,
+    firstChunk: e.firstChunk,
+  };
+}
+
 /** What opening (or reopening) the database finds. */
 export interface OpenState extends Ends {
   epoch: string;
