@@ -2,7 +2,7 @@ import type { Level } from 'level';
 
 type Db = Level<Buffer, Buffer>;
 export type Entry = [Buffer, Buffer];
-/** What a reader needs of a classic-level iterator over record keys. */
+/** What a reader needs of a classic-level iterator over chunk keys. */
 interface DbIterator {
   nextv(size: number): Promise<Entry[]>;
   close(): Promise<void>;
@@ -16,8 +16,13 @@ export interface DiskReader {
   nextSeq: number;
   /** The newest seq of its snapshot (the iterator's upper bound). */
   readonly lastSeq: number;
-  /** Entries the iterator returned that the last read did not take (its byte or count limit). */
+  /** Chunks the iterator returned that no read has opened yet. */
   pending: Entry[];
+  /** The chunk the last read stopped in (its byte or count limit), and where: nextSeq's offset. */
+  chunk: Buffer | null;
+  offset: number;
+  /** Seq of the first record of a damaged chunk not yet counted (0: none). */
+  lostFrom: number;
   readonly createdAt: number;
   /** When it went back into the cache. */
   idleSince: number;
@@ -30,7 +35,7 @@ export interface DiskReader {
  *
  * Why: classic-level frees a closed iterator's native object, with the entries of its last
  * nextv(), only when V8 collects the JS handle, and V8 does not know how much memory that
- * holds. One iterator per 1000-record read kept about one read's worth of native memory per
+ * holds. One iterator per 1000-record read (one key per record then) kept about one read's worth of native memory per
  * batch: iterating 1 000 000 records grew anonymous RSS by 310 MB that way against 15 MB with
  * one iterator (a standalone classic-level loop, 300 KB reads).
  *

@@ -1,11 +1,15 @@
 // Key layout of the journal's one LevelDB database. One-byte prefixes keep the spaces apart;
 // sequence numbers are 8-byte big-endian so that byte order is numeric order.
 //
-//   'r' seq                 record value (see value.ts)
+//   'k' firstSeq            chunk: the records of one group commit (see chunk.ts)
+//   'r' seq                 one record per key, the layout before chunks (legacy-value.ts): only
+//                           read, to migrate it into chunks at open (migrate.ts)
 //   'c' name                cursor: last seq the consumer is done with (8 bytes)
 //   'd' sink 0x00 dlseq     dead-lettered record
-//   'm' name                ledger: epoch, next seq, cumulative bytes, dead-letter counters
+//   'm' name                ledger: epoch, next seq, cumulative bytes, first seq, dead-letter
+//                           counters, clock shifts
 
+const K = 0x6b;
 const R = 0x72;
 const C = 0x63;
 const D = 0x64;
@@ -20,18 +24,21 @@ export function readSeq(buf: Buffer, pos: number): number {
   return buf.readUInt32BE(pos) * 0x1_0000_0000 + buf.readUInt32BE(pos + 4);
 }
 
-export function recordKey(seq: number): Buffer {
-  const k = Buffer.allocUnsafe(9);
-  k[0] = R;
-  writeSeq(k, 1, seq);
-  return k;
-}
-
-export const RECORD_KEY_BYTES = 9;
 export const RECORDS_LT = Buffer.from([R + 1]);
 export const RECORDS_GTE = Buffer.from([R]);
 
-export function seqOfRecordKey(key: Buffer): number {
+export function chunkKey(firstSeq: number): Buffer {
+  const k = Buffer.allocUnsafe(9);
+  k[0] = K;
+  writeSeq(k, 1, firstSeq);
+  return k;
+}
+
+export const CHUNKS_LT = Buffer.from([K + 1]);
+export const CHUNKS_GTE = Buffer.from([K]);
+
+/** The seq of a chunk key, or of a record key of the layout before chunks. */
+export function seqOfKey(key: Buffer): number {
   return readSeq(key, 1);
 }
 
@@ -73,6 +80,11 @@ export function metaKey(name: string): Buffer {
 export const META_EPOCH = metaKey('epoch');
 export const META_NEXT_SEQ = metaKey('next-seq');
 export const META_CUM_BYTES = metaKey('cum-bytes');
+/**
+ * The oldest retained seq, once trimming or TTL moved it inside a chunk (the chunk stays on disk
+ * until every record of it is gone): without it, a restart would bring those records back.
+ */
+export const META_FIRST_SEQ = metaKey('first-seq');
 const DL_LEDGER = 'dl-count/';
 /** Per sink: last dead-letter number, then (since the budget) count and bytes kept. */
 export function metaDeadLetterCount(sink: string): Buffer {

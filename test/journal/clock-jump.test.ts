@@ -79,9 +79,11 @@ describe('TTL and a wall-clock jump', () => {
   it('a jump seen while the journal reopens after a write error is kept, in memory and on disk', async () => {
     const clock = fakeClock(86_400_000);
     let j = await kit.open({ ttlMs: TTL, clock });
+    // Record 1 in a chunk of its own, so that trimming it deletes that chunk.
+    await appendAll(j, [record(0, clock.wallMs)]);
     await appendAll(
       j,
-      Array.from({ length: 10 }, (_, k) => record(k, clock.wallMs)),
+      Array.from({ length: 9 }, (_, k) => record(k + 1, clock.wallMs)),
     );
     // A write fails (injected: a range delete), and the journal starts reopening its database.
     const db = (j as unknown as { db: { clear(...a: unknown[]): Promise<void> } }).db;

@@ -6,14 +6,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Level } from 'level';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { JournalFullError } from '../../src/core/errors.ts';
 import type { Logger } from '../../src/core/logger.ts';
 import { decodeRecord, encodeRecord, type RecordInput, type StoredRecord } from '../../src/core/record.ts';
+import { CHUNK_OVERHEAD_BYTES, ENTRY_HEADER_BYTES } from '../../src/journal/chunk.ts';
 import { isDamaged, Journal, type JournalOptions, tableBytesFor } from '../../src/journal/journal.ts';
-import { RECORD_KEY_BYTES, recordKey } from '../../src/journal/keys.ts';
-import { VALUE_HEADER_BYTES } from '../../src/journal/value.ts';
 import { eventually } from '../helpers/daemon.ts';
 import { mountTmpfs } from '../helpers/tmpfs.ts';
 import { isCi } from '../interop/peer-tools.ts';
@@ -56,9 +54,14 @@ function rec(i: number, payloadBytes = 0, ts = BASE_TS + i): RecordInput {
   };
 }
 
-/** What one record counts against the disk budget: key plus value (header and body). */
+/** What one record counts against the disk budget in its chunk: entry header and body. */
 function recordSize(r: RecordInput): number {
-  return encodeRecord(r, VALUE_HEADER_BYTES).length + RECORD_KEY_BYTES;
+  return encodeRecord(r).length + ENTRY_HEADER_BYTES;
+}
+
+/** What one group commit of `rs` (one chunk) counts: its records, its key and its header. */
+function chunkSize(rs: RecordInput[]): number {
+  return rs.reduce((n, r) => n + recordSize(r), CHUNK_OVERHEAD_BYTES);
 }
 
 const range = (from: number, to: number): number[] =>
@@ -223,7 +226,9 @@ describe('append and group commit', () => {
     expect(j.firstRetainedSeq).toBe(1);
     expect(j.records).toBe(100);
     expect(j.counters.appended).toBe(100);
-    expect(j.bytes()).toBe(recs(0, 99).reduce((n, r) => n + recordSize(r), 0));
+    // Three group commits, one chunk each.
+    expect(j.counters.committedBatches).toBe(3);
+    expect(j.bytes()).toBe(chunkSize(recs(0, 39)) + chunkSize(recs(40, 69)) + chunkSize(recs(70, 99)));
     expectRecords(await read(j, 1, 1000, BIG), 1, 100);
   });
 
@@ -473,35 +478,6 @@ describe('read: a reader walking a disk backlog', () => {
     expect(batch.next).toBe(111);
     expect(await j.readBatch(111, 10, BIG)).toEqual({ records: [], next: 111 });
   });
-
-  it('skips and counts a record whose value fails its checksum, and goes on after it', async () => {
-    let j = await open({ tailRecords: 4 });
-    await appendAll(j, recs(0, 99));
-    await j.close();
-    opened.splice(opened.indexOf(j), 1);
-    const db = new Level<Buffer, Buffer>(journalPath, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-    for (const seq of [40, 96, 97, 98, 99, 100]) {
-      const value = await db.get(recordKey(seq));
-      value![value!.length - 1] ^= 0xff;
-      await db.put(recordKey(seq), value!);
-    }
-    await db.close();
-
-    j = await open({ tailRecords: 4 });
-    // 94 records: 1..95 less 40, counted once.
-    const first = await j.readBatch(1, 94, BIG);
-    expect(first.records.map((r) => r.seq)).toEqual([...range(1, 39), ...range(41, 95)]);
-    expect(first.next).toBe(96);
-    expect(j.counters.corrupt).toBe(1);
-    // 96..100 fail their checksum and end the log: the read finds nothing, says it looked
-    // through 100, and only that far, so what is committed next is read, not stepped over.
-    expect(await j.readBatch(96, 15, BIG)).toEqual({ records: [], next: 101 });
-    expect(j.counters.corrupt).toBe(6);
-    await appendAll(j, recs(100, 109));
-    const after = await j.readBatch(101, 15, BIG);
-    expectRecords(after.records, 101, 110);
-    expect(after.next).toBe(111);
-  });
 });
 
 describe('cursors', () => {
@@ -599,7 +575,8 @@ describe('trim', () => {
     expect(j.firstRetainedSeq).toBe(21);
     expect(j.lastCommittedSeq).toBe(50);
     expect(j.records).toBe(30);
-    expect(j.bytes()).toBe(all.slice(20).reduce((n, r) => n + recordSize(r), 0));
+    // One chunk, partly trimmed: its key and header count with its last record.
+    expect(j.bytes()).toBe(chunkSize(all.slice(20)));
     expect(j.bytes()).toBeLessThan(before);
     expectRecords(await read(j, 1, 1000, BIG), 21, 50);
     expectRecords(await read(j, 15, 5, BIG), 21, 25);
@@ -675,22 +652,25 @@ describe('disk budget', () => {
   it("drops the oldest records with onFull 'drop-oldest'", async () => {
     const maxBytes = 20_000;
     const j = await open({ maxBytes, onFull: 'drop-oldest', groupCommit: { maxRecords: 10, maxDelayMs: 1 } });
-    const size = recordSize(rec(0, 200));
-    expect(size).toBeGreaterThan(200);
+    // Every group commit is one chunk of 10 records of the same size.
+    const size = chunkSize(recs(0, 9, 200));
+    expect(size).toBeGreaterThan(2000);
     const total = 300;
     for (let i = 0; i < total; i += 10) {
       const acks = await appendAll(j, recs(i, i + 9, 200));
       expect(acks.map((a) => a.err)).toEqual(new Array(10).fill(null));
-      expect(j.bytes()).toBeLessThanOrEqual(maxBytes + 10 * size);
+      expect(j.bytes()).toBeLessThanOrEqual(maxBytes + size);
     }
-    expect(total * size).toBeGreaterThan(2 * maxBytes);
+    expect((total / 10) * size).toBeGreaterThan(2 * maxBytes);
     expect(j.lastCommittedSeq).toBe(total);
     expect(j.counters.droppedFull).toBeGreaterThan(0);
     expect(j.counters.rejected).toBe(0);
     // Nothing else trims here: every record below the first retained one was dropped for space.
     expect(j.counters.droppedFull).toBe(j.firstRetainedSeq - 1);
     expect(j.records).toBe(total - j.counters.droppedFull);
-    expect(j.bytes()).toBe(j.records * size);
+    // Whole chunks go: the oldest retained record starts one.
+    expect(j.counters.droppedFull % 10).toBe(0);
+    expect(j.bytes()).toBe((j.records / 10) * size);
     // Drops free what is needed plus a small chunk, not most of the journal.
     expect(j.bytes()).toBeGreaterThan(maxBytes / 2);
 
@@ -706,9 +686,17 @@ describe('disk budget', () => {
   it("rejects what does not fit with onFull 'reject' and keeps what was committed", async () => {
     const maxBytes = 5000;
     const j = await open({ maxBytes, onFull: 'reject', groupCommit: { maxRecords: 10, maxDelayMs: 1 } });
-    const size = recordSize(rec(0, 200));
-    const fit = Math.floor(maxBytes / size);
-    expect(fit).toBeGreaterThan(5);
+    // Batches of 10, one chunk each: each chunk's key and header count as its records do.
+    let room = maxBytes;
+    let fit = 0;
+    for (let b = 0; b < 4; b++) {
+      room -= CHUNK_OVERHEAD_BYTES;
+      for (let k = 0; k < 10 && room >= recordSize(rec(b * 10 + k, 200)); k++, fit++)
+        room -= recordSize(rec(b * 10 + k, 200));
+      if (fit < (b + 1) * 10) break;
+    }
+    expect(fit).toBeGreaterThan(10);
+    expect(fit).toBeLessThan(20);
     const acks: Ack[] = [];
     for (let i = 0; i < 40; i += 10) acks.push(...(await appendAll(j, recs(i, i + 9, 200))));
 
@@ -828,7 +816,7 @@ describe('reopen', () => {
     expect(j.cursor('a')).toBe(10);
     const acks = await appendAll(j, recs(10, 12));
     expect(acks.map((a) => a.seq)).toEqual([11, 12, 13]);
-    expect(j.bytes()).toBe(recs(10, 12).reduce((n, r) => n + recordSize(r), 0));
+    expect(j.bytes()).toBe(chunkSize(recs(10, 12)));
     expectRecords(await read(j, 0, 100, BIG), 11, 13);
   });
 

@@ -55,9 +55,14 @@ describe('write failures outside the group commit', () => {
 
   it('a failed range delete leaves the first position where the records still are', async () => {
     const j = await kit.open();
+    // Two group commits: a trim to 30 deletes the first chunk whole.
     await appendAll(
       j,
-      Array.from({ length: 50 }, (_, k) => record(k)),
+      Array.from({ length: 30 }, (_, k) => record(k)),
+    );
+    await appendAll(
+      j,
+      Array.from({ length: 20 }, (_, k) => record(30 + k)),
     );
     await j.openCursor('sink/a', 0);
     failClear(j);

@@ -1,20 +1,15 @@
 import { crc32 } from 'node:zlib';
 
-// A record value: a fixed header written in the headroom `encodeRecord` leaves, then the body.
+// A record value of the layout before chunks (one key 'r' seq per record), read only to migrate
+// a journal of that layout into chunks at open (migrate.ts). Nothing writes it any more; the
+// test fixture of the old format does (test/journal/legacy-layout.ts).
 //
 //   0  u32  crc32 of bytes 4..end
-//   4  f64  cumulative journal bytes before this record (bytes of a range = difference of two
-//           of these, so trimming and budgets never count by scanning)
-//   12 f64  ingest ts (ms), for TTL without decoding the body
+//   4  f64  cumulative journal bytes before this record
+//   12 f64  ingest ts (ms)
 //   20      body: protobuf fields 3..9 of edgeferry.v1.Record
 
 export const VALUE_HEADER_BYTES = 20;
-
-export function sealValue(value: Buffer, cumBefore: number, ts: number): void {
-  value.writeDoubleBE(cumBefore, 4);
-  value.writeDoubleBE(ts, 12);
-  value.writeUInt32BE(crc32(value.subarray(4)), 0);
-}
 
 export function valueIntact(value: Buffer): boolean {
   return value.length >= VALUE_HEADER_BYTES && value.readUInt32BE(0) === crc32(value.subarray(4));
