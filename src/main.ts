@@ -123,7 +123,13 @@ export class Gateway {
     if (budget.limit !== null && budget.pauseAtBytes !== null && budget.resumeAtBytes !== null) {
       this.guard = new MemoryGuard(
         journal,
-        { limit: budget.limit, pauseAtBytes: budget.pauseAtBytes, resumeAtBytes: budget.resumeAtBytes },
+        {
+          limit: budget.limit,
+          pauseAtBytes: budget.pauseAtBytes,
+          resumeAtBytes: budget.resumeAtBytes,
+          collectAtBytes:
+            process.env.EDGEFERRY_NO_EARLY_GC === '1' ? undefined : (budget.collectAtBytes ?? undefined),
+        },
         this.log.child({ component: 'memory' }),
       );
       intake = this.guard;

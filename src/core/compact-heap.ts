@@ -21,6 +21,18 @@ export function compactHeap(): boolean {
   }
 }
 
+/** Starts a major GC whose marking runs concurrently (off the main thread); best effort. */
+export function startMajorGc(): boolean {
+  const gc = gcFunction();
+  if (gc === null) return false;
+  try {
+    gc({ type: 'major', execution: 'async' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 let cachedGc: ((opts: object) => void) | null | undefined;
 
 /** V8's `gc`, taken once as compactHeap describes; null when V8 refuses. */

@@ -16,6 +16,8 @@ export const MIN_LIMIT = BASE_RSS + MIN_HEADROOM;
 /** The last guard: intake pauses above this share of the limit, resumes below the lower one. */
 export const PAUSE_AT = 0.9;
 export const RESUME_AT = 0.8;
+/** Above this share a concurrent major collection is started early, intake untouched. */
+export const COLLECT_AT = 0.7;
 
 /**
  * One buffer that grows with load. `weight`: its share of the headroom above BASE_RSS. `cost`:
@@ -113,6 +115,7 @@ export interface MemoryBudget {
   /** RSS above which intake pauses, and below which it resumes; null without a limit. */
   pauseAtBytes: number | null;
   resumeAtBytes: number | null;
+  collectAtBytes: number | null;
 }
 
 export interface BudgetProblem {
@@ -150,6 +153,7 @@ export function deriveBudget(
         mqttQueuedMessagesTotal: explicit.mqttQueuedMessagesTotal ?? PARTS.mqttQueuedMessagesTotal.default,
         pauseAtBytes: null,
         resumeAtBytes: null,
+        collectAtBytes: null,
       },
     };
   }
@@ -204,6 +208,7 @@ export function deriveBudget(
       mqttQueuedMessagesTotal: explicit.mqttQueuedMessagesTotal ?? size(PARTS.mqttQueuedMessagesTotal),
       pauseAtBytes: Math.floor(limit * PAUSE_AT),
       resumeAtBytes: Math.floor(limit * RESUME_AT),
+      collectAtBytes: Math.floor(limit * COLLECT_AT),
     },
   };
 }
