@@ -159,6 +159,7 @@ export class Gateway {
           batch: { ...sc.batch, maxBytes: budget.sinkBatchBytes[i] },
           retry: sc.retry,
           timeoutMs: sc.timeoutMs,
+          memory: this.guard,
         },
         this.log.child({ component: 'dispatch' }),
       );

@@ -57,6 +57,7 @@ function memoryStatus(view: GatewayView) {
     pausedSeconds: g ? g.pausedMs() / 1000 : 0,
     collections: g?.counters.collections ?? 0,
     earlyCollections: g?.counters.earlyCollections ?? 0,
+    settles: g?.counters.settles ?? 0,
     peakRss: g?.counters.peakRss ?? null,
     budgets: {
       ...budgetSizes(b),

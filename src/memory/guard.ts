@@ -1,12 +1,14 @@
 // The last guard of the memory budget: the buffers budget.ts sizes bound what the daemon holds
 // on purpose, not the garbage V8 lets build up between collections, nor memory native code
 // keeps. When RSS nears the limit, intake pauses through the journal's own back-pressure
-// (sources see `saturated` and stop reading their devices, TCP pushes back), a memory-reducing
-// collection runs, and intake resumes below a lower mark.
+// (sources see `saturated` and stop reading their devices, TCP pushes back), the delivery loops
+// hold their next read, a memory-reducing collection runs, and all resume below a lower mark.
+// RSS is VmRSS, file pages included (the node binary's, LevelDB's mapped tables): what `ps` and
+// the target show, though a cgroup charges less of it (the binary's pages are shared).
 
 import { compactHeap, startMajorGc } from '../core/compact-heap.ts';
 import type { Logger } from '../core/logger.ts';
-import type { AppendCallback, RecordAppender } from '../core/pipeline.ts';
+import type { AppendCallback, MemoryGate, RecordAppender } from '../core/pipeline.ts';
 import type { RecordInput } from '../core/record.ts';
 import { mib } from './budget.ts';
 
@@ -20,6 +22,7 @@ export interface MemoryGuardOptions {
   collectAtBytes?: number;
   /** Tests pass their own readings and collectors. */
   rss?: () => number;
+  now?: () => number;
   collect?: () => void;
   collectConcurrently?: () => void;
 }
@@ -33,40 +36,53 @@ export interface MemoryGuardCounters {
   collections: number;
   /** Concurrent major collections asked for above `collectAtBytes`. */
   earlyCollections: number;
+  /** Pauses ended because collections no longer lowered RSS (the pause mark then rises). */
+  settles: number;
   /** Highest RSS read. */
   peakRss: number;
 }
 
 /** While paused, a memory-reducing collection at most this often (one costs 20-200 ms of the loop). */
 const COLLECT_EVERY_MS = 1000;
+/** A collection is judged this long after it ran (at 200 ms, one drain under 160 MiB paused 121 times, not 40). */
+const JUDGE_AFTER_MS = 1000;
+/** A collection that gave back less than this did not help. */
+const SETTLE_BYTES = 1024 * 1024;
+/** After such a pause, intake pauses again this share of the limit higher, at most at SETTLE_CAP. */
+const SETTLE_STEP = 0.02;
+const SETTLE_CAP = 0.98;
 
 /**
  * A RecordAppender in front of the journal: appends go straight through; `saturated` is the
- * journal's or the guard's. Resuming needs RSS below `resumeAtBytes`, or, once a collection has
- * run during the pause, below the middle of the two marks: what a full collection leaves is all
- * that waiting would free (the sinks still drain meanwhile), so intake goes on rather than stall
- * on memory that glibc keeps, and pauses again if RSS climbs back.
+ * journal's or the guard's. A pause ends when RSS falls below `resumeAtBytes`, or when a
+ * collection no longer lowers it (see `check`): the guard must never stop intake for good.
  */
-export class MemoryGuard implements RecordAppender {
+export class MemoryGuard implements RecordAppender, MemoryGate {
   readonly counters: MemoryGuardCounters = {
     pauses: 0,
     pausedMs: 0,
     collections: 0,
     earlyCollections: 0,
+    settles: 0,
     peakRss: 0,
   };
   readonly opts: MemoryGuardOptions;
   private readonly inner: RecordAppender;
   private readonly log: Logger;
   private readonly rss: () => number;
+  private readonly now: () => number;
   private readonly collect: () => void;
   private readonly collectConcurrently: () => void;
   private timer: NodeJS.Timeout | null = null;
   private pausedAt = 0;
   private lastCollect = 0;
   private lastEarly = 0;
-  private collectedInPause = false;
+  /** RSS when the last collection of a pause started. */
+  private rssAtCollect = 0;
+  /** The pause mark raised after a pause that collections could not end (see check). */
+  private settledAt: number | null = null;
   private waiters: (() => void)[] = [];
+  private gateWaiters: (() => void)[] = [];
   /** RSS at the last check. */
   lastRss = 0;
   paused = false;
@@ -76,6 +92,7 @@ export class MemoryGuard implements RecordAppender {
     this.opts = opts;
     this.log = log;
     this.rss = opts.rss ?? process.memoryUsage.rss;
+    this.now = opts.now ?? Date.now;
     this.collect = opts.collect ?? compactHeap;
     this.collectConcurrently = opts.collectConcurrently ?? startMajorGc;
   }
@@ -107,8 +124,14 @@ export class MemoryGuard implements RecordAppender {
     else this.inner.whenUnsaturated(cb);
   }
 
+  /** Delivery loops hold their next read while paused (their batches are memory too). */
+  whenResumed(cb: () => void): void {
+    if (this.paused) this.gateWaiters.push(cb);
+    else cb();
+  }
+
   /** Milliseconds paused so far, the current pause included. */
-  pausedMs(now = Date.now()): number {
+  pausedMs(now = this.now()): number {
     return this.counters.pausedMs + (this.paused ? now - this.pausedAt : 0);
   }
 
@@ -118,30 +141,44 @@ export class MemoryGuard implements RecordAppender {
     if (rss > this.counters.peakRss) this.counters.peakRss = rss;
     const o = this.opts;
     if (!this.paused) {
-      if (rss > o.pauseAtBytes) this.pause(rss);
+      if (rss < o.resumeAtBytes) this.settledAt = null;
+      if (rss > (this.settledAt ?? o.pauseAtBytes)) this.pause(rss);
       else if (o.collectAtBytes !== undefined && rss > o.collectAtBytes) this.collectEarly();
       return;
     }
-    const collected = this.collectedInPause && rss < (o.pauseAtBytes + o.resumeAtBytes) / 2;
-    if (rss < o.resumeAtBytes || collected) {
+    if (rss < o.resumeAtBytes) {
       this.resume(rss);
       return;
     }
-    const now = Date.now();
-    if (now - this.lastCollect >= COLLECT_EVERY_MS) this.runCollection(now);
+    const now = this.now();
+    const since = now - this.lastCollect;
+    if (since < JUDGE_AFTER_MS) return;
+    if (rss > this.rssAtCollect - SETTLE_BYTES) {
+      // The last collection gave nothing back: what is held is not intake's garbage (malloc'd
+      // memory glibc keeps after a drain, a sink's reads). Pausing on would stop intake for
+      // good; it resumes, and pauses again if RSS climbs a step further.
+      this.settledAt = Math.max(o.pauseAtBytes, Math.min(o.limit * SETTLE_CAP, rss + o.limit * SETTLE_STEP));
+      this.counters.settles++;
+      this.log.warn(
+        { rss, pauseAt: this.settledAt, limit: o.limit },
+        `memory: RSS stays at ${mib(rss)} after a collection: intake resumes, and pauses again above ${mib(this.settledAt)}`,
+      );
+      this.resume(rss);
+      return;
+    }
+    if (since >= COLLECT_EVERY_MS) this.runCollection(now, rss);
   };
 
   private pause(rss: number): void {
     this.paused = true;
-    this.collectedInPause = false;
-    this.pausedAt = Date.now();
+    this.pausedAt = this.now();
     this.counters.pauses++;
     // One line per pause: a pause lasts at least one check, so this is never per message.
     this.log.warn(
       { rss, limit: this.opts.limit, pauseAt: this.opts.pauseAtBytes, pauses: this.counters.pauses },
       `memory: RSS ${mib(rss)} is over ${mib(this.opts.pauseAtBytes)} of the ${mib(this.opts.limit)} limit: intake paused`,
     );
-    this.runCollection(this.pausedAt);
+    this.runCollection(this.pausedAt, rss);
   }
 
   /**
@@ -150,25 +187,28 @@ export class MemoryGuard implements RecordAppender {
    * late. A concurrent major collection started early frees it off the main thread.
    */
   private collectEarly(): void {
-    const now = Date.now();
+    const now = this.now();
     if (now - this.lastEarly < COLLECT_EVERY_MS) return;
     this.lastEarly = now;
     this.counters.earlyCollections++;
     this.collectConcurrently();
   }
 
-  private runCollection(now: number): void {
+  private runCollection(now: number, rss: number): void {
     this.collect();
     this.counters.collections++;
     this.lastCollect = now;
-    this.collectedInPause = true;
+    this.rssAtCollect = rss;
   }
 
   private resume(rss: number): void {
-    const now = Date.now();
+    const now = this.now();
     this.paused = false;
     this.counters.pausedMs += now - this.pausedAt;
     this.log.info({ rss, pausedMs: now - this.pausedAt }, 'memory: intake resumed');
+    const gateWaiters = this.gateWaiters;
+    this.gateWaiters = [];
+    for (const w of gateWaiters) w();
     const waiters = this.waiters;
     this.waiters = [];
     // The journal may still be saturated itself: each waiter goes on through its wait.

@@ -168,24 +168,27 @@ class FakeAppender implements RecordAppender {
 }
 
 describe('MemoryGuard', () => {
-  const marks = { limit: 100, pauseAtBytes: 90, resumeAtBytes: 80 };
+  // In MiB: the guard's settle step is in bytes.
+  const marks = { limit: 100 * MiB, pauseAtBytes: 90 * MiB, resumeAtBytes: 80 * MiB };
 
   function guard(readings: number[]) {
     const inner = new FakeAppender();
+    const clock = { t: 1_000_000 };
     let collections = 0;
     let i = 0;
     const g = new MemoryGuard(
       inner,
       {
         ...marks,
-        rss: () => readings[Math.min(i++, readings.length - 1)],
+        now: () => clock.t,
+        rss: () => readings[Math.min(i++, readings.length - 1)] * MiB,
         collect: () => {
           collections++;
         },
       },
       quiet,
     );
-    return { g, inner, collections: () => collections };
+    return { g, inner, clock, collections: () => collections };
   }
 
   it('pauses above the pause mark, collects, and resumes below the resume mark; waiters go on then', () => {
@@ -198,22 +201,41 @@ describe('MemoryGuard', () => {
     expect(collections()).toBe(1);
     let resumed = 0;
     g.whenUnsaturated(() => resumed++);
-    g.check(); // 88: above the middle of the marks, still paused
+    g.check(); // 88: above the resume mark, within a second of the collection
     expect(g.saturated).toBe(true);
     expect(resumed).toBe(0);
     g.check(); // 79
     expect(g.saturated).toBe(false);
     expect(resumed).toBe(1);
-    expect(g.counters.peakRss).toBe(95);
+    expect(g.counters.peakRss).toBe(95 * MiB);
     // Appends always go through, paused or not: the pause is for sources to stop reading.
     g.append({} as RecordInput, null, null);
     expect(inner.appended).toBe(1);
   });
 
-  it('after a collection, resumes below the middle of the marks: memory a collection cannot free does not stall intake', () => {
-    const { g } = guard([95, 84]);
-    g.check();
+  it('a pause that collections cannot end ends anyway, and the pause mark rises a step', () => {
+    const { g, clock } = guard([95, 94.5, 94.5, 96, 98]);
+    g.check(); // 95: paused, collected
     expect(g.paused).toBe(true);
+    clock.t += 1000;
+    g.check(); // 94.5, after a collection that gave back less than 1 MiB
+    expect(g.paused).toBe(false);
+    expect(g.counters.settles).toBe(1);
+    g.check(); // 94.5: under the raised mark (94.5 + 2)
+    g.check(); // 96: still under it
+    expect(g.paused).toBe(false);
+    g.check(); // 98: over the limit's 98 % cap
+    expect(g.paused).toBe(true);
+  });
+
+  it('a collection that gives memory back keeps the pause going, with another collection a second later', () => {
+    const { g, clock, collections } = guard([95, 85, 79]);
+    g.check();
+    clock.t += 1000;
+    g.check(); // 85: 10 MiB given back, still above the resume mark
+    expect(g.paused).toBe(true);
+    expect(g.counters.settles).toBe(0);
+    expect(collections()).toBe(2);
     g.check();
     expect(g.paused).toBe(false);
   });
