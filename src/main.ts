@@ -159,7 +159,6 @@ export class Gateway {
           batch: { ...sc.batch, maxBytes: budget.sinkBatchBytes[i] },
           retry: sc.retry,
           timeoutMs: sc.timeoutMs,
-          memory: this.guard,
         },
         this.log.child({ component: 'dispatch' }),
       );

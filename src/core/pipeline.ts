@@ -22,15 +22,6 @@ export interface RecordAppender {
 }
 
 /**
- * Memory pressure as a delivery loop sees it (src/memory/guard.ts): while `paused`, a loop holds
- * its next journal read until `whenResumed` calls back.
- */
-export interface MemoryGate {
-  readonly paused: boolean;
-  whenResumed(cb: () => void): void;
-}
-
-/**
  * A source of records (MQTT broker, CoAP server, Modbus poller).
  *
  * Lifecycle: the constructor does no I/O; `start()` binds listeners or begins polling and

@@ -1,7 +1,7 @@
 import { backoffDelay, type RetryPolicy } from '../core/backoff.ts';
 import { SinkAuthError, SinkSendError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import type { MemoryGate, OutboundBatch, ReadBatch, Sink } from '../core/pipeline.ts';
+import type { OutboundBatch, ReadBatch, Sink } from '../core/pipeline.ts';
 import { RecordFieldSpans, type StoredRecord } from '../core/record.ts';
 import { TopicRouter } from '../core/topic-filter.ts';
 import type { DeadLetter, Journal } from '../journal/journal.ts';
@@ -14,8 +14,6 @@ export interface DispatchOptions {
   timeoutMs: number;
   /** Up with a backlog and no progress for this long = stalled. */
   stallAfterMs?: number;
-  /** With a memory limit: no journal read while RSS is over the guard's mark. */
-  memory?: MemoryGate | null;
 }
 
 /**
@@ -305,8 +303,6 @@ export class SinkDispatcher {
     let prefetched: Promise<ReadBatch> | null = null;
     let prefetchedFrom = 0;
     while (!this.halted) {
-      const memory = this.opts.memory;
-      if (memory?.paused && !this.draining) await new Promise<void>((resolve) => memory.whenResumed(resolve));
       if (this.replayRequest !== null) await this.serveReplay();
       const from = this.cursor + 1;
       let batch: ReadBatch;

@@ -1,14 +1,16 @@
 // The last guard of the memory budget: the buffers budget.ts sizes bound what the daemon holds
 // on purpose, not the garbage V8 lets build up between collections, nor memory native code
 // keeps. When RSS nears the limit, intake pauses through the journal's own back-pressure
-// (sources see `saturated` and stop reading their devices, TCP pushes back), the delivery loops
-// hold their next read, a memory-reducing collection runs, and all resume below a lower mark.
+// (sources see `saturated` and stop reading their devices, TCP pushes back), a memory-reducing
+// collection runs, and intake resumes below a lower mark. Delivery goes on meanwhile: holding it
+// too kept a drain near the mark paused most of the time (400 000 records not delivered within
+// 120 s under 160 MiB), and a backlog's drain is what frees the journal.
 // RSS is VmRSS, file pages included (the node binary's, LevelDB's mapped tables): what `ps` and
 // the target show, though a cgroup charges less of it (the binary's pages are shared).
 
 import { compactHeap, startMajorGc } from '../core/compact-heap.ts';
 import type { Logger } from '../core/logger.ts';
-import type { AppendCallback, MemoryGate, RecordAppender } from '../core/pipeline.ts';
+import type { AppendCallback, RecordAppender } from '../core/pipeline.ts';
 import type { RecordInput } from '../core/record.ts';
 import { mib } from './budget.ts';
 
@@ -48,16 +50,15 @@ const COLLECT_EVERY_MS = 1000;
 const JUDGE_AFTER_MS = 1000;
 /** A collection that gave back less than this did not help. */
 const SETTLE_BYTES = 1024 * 1024;
-/** After such a pause, intake pauses again this share of the limit higher, at most at SETTLE_CAP. */
+/** After such a pause, intake pauses again this share of the limit higher. */
 const SETTLE_STEP = 0.02;
-const SETTLE_CAP = 0.98;
 
 /**
  * A RecordAppender in front of the journal: appends go straight through; `saturated` is the
  * journal's or the guard's. A pause ends when RSS falls below `resumeAtBytes`, or when a
  * collection no longer lowers it (see `check`): the guard must never stop intake for good.
  */
-export class MemoryGuard implements RecordAppender, MemoryGate {
+export class MemoryGuard implements RecordAppender {
   readonly counters: MemoryGuardCounters = {
     pauses: 0,
     pausedMs: 0,
@@ -82,7 +83,6 @@ export class MemoryGuard implements RecordAppender, MemoryGate {
   /** The pause mark raised after a pause that collections could not end (see check). */
   private settledAt: number | null = null;
   private waiters: (() => void)[] = [];
-  private gateWaiters: (() => void)[] = [];
   /** RSS at the last check. */
   lastRss = 0;
   paused = false;
@@ -124,12 +124,6 @@ export class MemoryGuard implements RecordAppender, MemoryGate {
     else this.inner.whenUnsaturated(cb);
   }
 
-  /** Delivery loops hold their next read while paused (their batches are memory too). */
-  whenResumed(cb: () => void): void {
-    if (this.paused) this.gateWaiters.push(cb);
-    else cb();
-  }
-
   /** Milliseconds paused so far, the current pause included. */
   pausedMs(now = this.now()): number {
     return this.counters.pausedMs + (this.paused ? now - this.pausedAt : 0);
@@ -157,7 +151,9 @@ export class MemoryGuard implements RecordAppender, MemoryGate {
       // The last collection gave nothing back: what is held is not intake's garbage (malloc'd
       // memory glibc keeps after a drain, a sink's reads). Pausing on would stop intake for
       // good; it resumes, and pauses again if RSS climbs a step further.
-      this.settledAt = Math.max(o.pauseAtBytes, Math.min(o.limit * SETTLE_CAP, rss + o.limit * SETTLE_STEP));
+      // Not capped below the limit: RSS held above it (file pages after a drain: LevelDB's mapped
+      // tables, which the kernel reclaims before any OOM kill) would pause intake every second.
+      this.settledAt = Math.max(o.pauseAtBytes, rss + o.limit * SETTLE_STEP);
       this.counters.settles++;
       this.log.warn(
         { rss, pauseAt: this.settledAt, limit: o.limit },
@@ -206,9 +202,6 @@ export class MemoryGuard implements RecordAppender, MemoryGate {
     this.paused = false;
     this.counters.pausedMs += now - this.pausedAt;
     this.log.info({ rss, pausedMs: now - this.pausedAt }, 'memory: intake resumed');
-    const gateWaiters = this.gateWaiters;
-    this.gateWaiters = [];
-    for (const w of gateWaiters) w();
     const waiters = this.waiters;
     this.waiters = [];
     // The journal may still be saturated itself: each waiter goes on through its wait.

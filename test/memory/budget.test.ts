@@ -224,7 +224,7 @@ describe('MemoryGuard', () => {
     g.check(); // 94.5: under the raised mark (94.5 + 2)
     g.check(); // 96: still under it
     expect(g.paused).toBe(false);
-    g.check(); // 98: over the limit's 98 % cap
+    g.check(); // 98: over the raised mark
     expect(g.paused).toBe(true);
   });
 
