@@ -9,7 +9,7 @@
 // the target show, though a cgroup charges less of it (the binary's pages are shared).
 
 import { compactHeap, startMajorGc } from '../core/compact-heap.ts';
-import type { Logger } from '../core/logger.ts';
+import { type Logger, ThrottledLog } from '../core/logger.ts';
 import type { AppendCallback, RecordAppender } from '../core/pipeline.ts';
 import type { RecordInput } from '../core/record.ts';
 import { mib } from './budget.ts';
@@ -83,6 +83,9 @@ export class MemoryGuard implements RecordAppender {
   /** The pause mark raised after a pause that collections could not end (see check). */
   private settledAt: number | null = null;
   private waiters: (() => void)[] = [];
+  /** Under steady pressure pauses come several a second: one line in ten seconds says so. */
+  private readonly pauseLog = new ThrottledLog(10_000);
+  private readonly resumeLog = new ThrottledLog(10_000);
   /** RSS at the last check. */
   lastRss = 0;
   paused = false;
@@ -169,11 +172,19 @@ export class MemoryGuard implements RecordAppender {
     this.paused = true;
     this.pausedAt = this.now();
     this.counters.pauses++;
-    // One line per pause: a pause lasts at least one check, so this is never per message.
-    this.log.warn(
-      { rss, limit: this.opts.limit, pauseAt: this.opts.pauseAtBytes, pauses: this.counters.pauses },
-      `memory: RSS ${mib(rss)} is over ${mib(this.opts.pauseAtBytes)} of the ${mib(this.opts.limit)} limit: intake paused`,
-    );
+    const suppressed = this.pauseLog.take(this.pausedAt);
+    if (suppressed >= 0) {
+      this.log.warn(
+        {
+          rss,
+          limit: this.opts.limit,
+          pauseAt: this.opts.pauseAtBytes,
+          pauses: this.counters.pauses,
+          suppressed,
+        },
+        `memory: RSS ${mib(rss)} is over ${mib(this.opts.pauseAtBytes)} of the ${mib(this.opts.limit)} limit: intake paused`,
+      );
+    }
     this.runCollection(this.pausedAt, rss);
   }
 
@@ -201,7 +212,9 @@ export class MemoryGuard implements RecordAppender {
     const now = this.now();
     this.paused = false;
     this.counters.pausedMs += now - this.pausedAt;
-    this.log.info({ rss, pausedMs: now - this.pausedAt }, 'memory: intake resumed');
+    const suppressed = this.resumeLog.take(now);
+    if (suppressed >= 0)
+      this.log.info({ rss, pausedMs: now - this.pausedAt, suppressed }, 'memory: intake resumed');
     const waiters = this.waiters;
     this.waiters = [];
     // The journal may still be saturated itself: each waiter goes on through its wait.

@@ -1,6 +1,9 @@
 // The memory budget: sizes derived from a limit, explicit settings winning, settings that cannot
 // fit reported as config errors naming the field, and the guard that pauses intake near the limit.
 
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/core/errors.ts';
@@ -125,6 +128,20 @@ describe('memory config', () => {
     expect(noCgroup.budget.source).toBe('none');
     const fromConfig = planMemory(parseConfig({ memory: { limit: '200MiB' } }, {}), '/nonexistent');
     expect(fromConfig.budget).toMatchObject({ source: 'config', limit: 200 * MiB });
+  });
+
+  it('a limit found in the cgroup is checked the same way (cli.ts exits 2 on it) and wins only when the file has none', () => {
+    const root = mkdtempSync(join(tmpdir(), 'edgeferry-cgroup-'));
+    mkdirSync(join(root, 'proc/self'), { recursive: true });
+    mkdirSync(join(root, 'sys/fs/cgroup/memory/pod'), { recursive: true });
+    writeFileSync(join(root, 'proc/self/cgroup'), '4:memory:/pod\n');
+    writeFileSync(join(root, 'sys/fs/cgroup/memory/pod/memory.limit_in_bytes'), String(128 * MiB));
+    const tooBig = planMemory(parseConfig({ journal: { maxPendingBytes: '64MiB' } }, {}), root);
+    expect(tooBig.budget).toMatchObject({ source: 'cgroup', limit: 128 * MiB });
+    expect(tooBig.cgroupFile).toBe(join(root, 'sys/fs/cgroup/memory/pod/memory.limit_in_bytes'));
+    expect(tooBig.problems.map((p) => p.path.join('.'))).toEqual(['journal.maxPendingBytes']);
+    const own = planMemory(parseConfig({ memory: { limit: '1GiB' } }, {}), root);
+    expect(own.budget).toMatchObject({ source: 'config', limit: 1024 * MiB });
   });
 
   it('names the field of a setting that cannot fit the limit', () => {
