@@ -4,6 +4,8 @@ import { loadConfigIsolated } from './config/load-isolated.ts';
 import type { Config } from './config/schema.ts';
 import { ConfigError } from './core/errors.ts';
 import { Gateway } from './main.ts';
+import { mib } from './memory/budget.ts';
+import { type MemoryPlan, planMemory } from './memory/plan.ts';
 import { createLogger } from './observability/logger.ts';
 
 const USAGE = `usage: edgeferry <command> [options]
@@ -40,14 +42,39 @@ async function loadOrExit(path: string | undefined): Promise<Config> {
   }
 }
 
+/**
+ * The memory budget, or exit 2 when settings cannot fit the limit. With `memory.limit` in the
+ * file the schema already refused them; a limit found in the cgroup is only known here.
+ */
+function planOrExit(config: Config, configPath: string | undefined): MemoryPlan {
+  const plan = planMemory(config);
+  if (plan.problems.length > 0) {
+    const where = configPath ?? '(embedded default)';
+    const limit = plan.budget.limit ?? 0;
+    const lines = plan.problems.map(
+      (p) =>
+        `  ${where}: ${p.path
+          .map((s) => (typeof s === 'number' ? `[${s}]` : s))
+          .join('.')
+          .replaceAll('.[', '[')}: ${p.message}`,
+    );
+    process.stderr.write(
+      `edgeferry: invalid configuration for the container's memory limit ${mib(limit)} (${plan.cgroupFile}):\n${lines.join('\n')}\n`,
+    );
+    process.exit(2);
+  }
+  return plan;
+}
+
 async function run(configPath: string | undefined): Promise<void> {
   const config = await loadOrExit(configPath);
+  const plan = planOrExit(config, configPath);
   const log = createLogger(config.log.level, config.node.id);
   log.info(
     { version: version(), config: configPath ?? '(embedded default)', pid: process.pid },
     'edgeferry starting',
   );
-  const gateway = new Gateway(config, log);
+  const gateway = new Gateway(config, log, plan);
   let signals = 0;
   const onSignal = (signal: string) => {
     signals++;

@@ -12,6 +12,9 @@ import { compactHeap } from './core/compact-heap.ts';
 import { CommandRouter, type Sink, type SinkContext, type Source } from './core/pipeline.ts';
 import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
+import { mib } from './memory/budget.ts';
+import { MemoryGuard } from './memory/guard.ts';
+import { type MemoryPlan, planMemory } from './memory/plan.ts';
 import type { GatewayView } from './observability/gateway-view.ts';
 import type { RootLogger } from './observability/logger.ts';
 import type { MqttBrokerSource } from './sources/mqtt-broker/mqtt-broker-source.ts';
@@ -44,10 +47,14 @@ export class Gateway {
   private grpc: GatewayGrpcServer | null = null;
   private listening = false;
   private stopping: Promise<void> | null = null;
+  private plan: MemoryPlan | null;
+  private guard: MemoryGuard | null = null;
 
-  constructor(config: Config, log: RootLogger) {
+  /** `plan`: the memory budget, when the caller already derived it (cli.ts, to exit on its problems). */
+  constructor(config: Config, log: RootLogger, plan: MemoryPlan | null = null) {
     this.config = config;
     this.log = log;
+    this.plan = plan;
     this.view = {
       nodeId: config.node.id,
       startedAt: Date.now(),
@@ -56,6 +63,7 @@ export class Gateway {
       dispatchers: this.dispatchers,
       consumers: null,
       tls: [],
+      memory: null,
       // Not ready while the journal refuses writes (recovering after a failed write): devices
       // would be refused, so a Service should send them to another node meanwhile.
       ready: () => this.listening && this.journal?.writable === true && this.stopping === null,
@@ -65,6 +73,10 @@ export class Gateway {
   /** Admin and gRPC health first (so probes answer while the journal opens), then journal, sinks, sources. */
   async start(): Promise<void> {
     const c = this.config;
+    this.plan ??= planMemory(c);
+    const plan = this.plan;
+    const budget = plan.budget;
+    this.logMemoryPlan(plan);
     if (c.admin.enabled) {
       const [{ AdminServer }, { createMetricsRegistry }] = await Promise.all([
         import('./admin/admin-server.ts'),
@@ -80,7 +92,10 @@ export class Gateway {
     }
     if (c.grpc.enabled) {
       const { GatewayGrpcServer } = await import('./api/grpc/gateway-server.ts');
-      this.grpc = new GatewayGrpcServer(c.grpc, this.log.child({ component: 'grpc' }));
+      this.grpc = new GatewayGrpcServer(
+        { ...c.grpc, subscriberReadBytes: budget.subscriberReadBytes },
+        this.log.child({ component: 'grpc' }),
+      );
       this.view.consumers = this.grpc.consumers;
       await this.grpc.start();
       const tls = this.grpc.tlsReloads;
@@ -94,7 +109,8 @@ export class Gateway {
         ttlMs: c.journal.ttl,
         fsync: c.journal.fsync,
         groupCommit: c.journal.groupCommit,
-        maxPendingBytes: c.journal.maxPendingBytes,
+        maxPendingBytes: budget.pendingBytes,
+        tailBytes: budget.tailBytes,
         lockWaitMs: c.journal.lockWaitMs,
         deadLetterMaxBytes: c.journal.deadLetterMaxBytes,
       },
@@ -102,6 +118,23 @@ export class Gateway {
     );
     this.journal = journal;
     this.view.journal = journal;
+    // Sources write through the guard when there is a limit: it pauses them near the limit.
+    let intake: Journal | MemoryGuard = journal;
+    if (budget.limit !== null && budget.pauseAtBytes !== null && budget.resumeAtBytes !== null) {
+      this.guard = new MemoryGuard(
+        journal,
+        {
+          limit: budget.limit,
+          pauseAtBytes: budget.pauseAtBytes,
+          resumeAtBytes: budget.resumeAtBytes,
+          collectAtBytes:
+            process.env.EDGEFERRY_NO_EARLY_GC === '1' ? undefined : (budget.collectAtBytes ?? undefined),
+        },
+        this.log.child({ component: 'memory' }),
+      );
+      intake = this.guard;
+    }
+    this.view.memory = { budget, guard: this.guard };
     this.log.info(
       {
         path: journal.path,
@@ -114,14 +147,19 @@ export class Gateway {
     );
     await this.removeStaleSinkCursors(journal);
 
-    for (const sc of c.sinks) {
+    for (const [i, sc] of c.sinks.entries()) {
       const sink = await createSink(sc, { nodeId: c.node.id, log: this.log.child({ component: 'sink' }) });
       const tls = sink.tlsReloads;
       if (tls) this.view.tls?.push({ component: `sink/${sc.name}`, counters: tls });
       const d = new SinkDispatcher(
         sink,
         journal,
-        { routes: sc.routes, batch: sc.batch, retry: sc.retry, timeoutMs: sc.timeoutMs },
+        {
+          routes: sc.routes,
+          batch: { ...sc.batch, maxBytes: budget.sinkBatchBytes[i] },
+          retry: sc.retry,
+          timeoutMs: sc.timeoutMs,
+        },
         this.log.child({ component: 'dispatch' }),
       );
       await d.start();
@@ -131,7 +169,16 @@ export class Gateway {
     let mqtt: MqttBrokerSource | null = null;
     if (c.mqtt.enabled) {
       const { MqttBrokerSource } = await import('./sources/mqtt-broker/mqtt-broker-source.ts');
-      mqtt = new MqttBrokerSource(c.mqtt, journal, this.log.child({ component: 'mqtt' }));
+      mqtt = new MqttBrokerSource(
+        {
+          ...c.mqtt,
+          maxQueuedBytes: budget.mqttQueuedBytes,
+          maxQueuedBytesTotal: budget.mqttQueuedBytesTotal,
+          maxQueuedMessagesTotal: budget.mqttQueuedMessagesTotal,
+        },
+        intake,
+        this.log.child({ component: 'mqtt' }),
+      );
       await mqtt.start();
       this.sources.push(mqtt);
     }
@@ -147,7 +194,7 @@ export class Gateway {
           nodeId: c.node.id,
           ignoreTopicPrefixes: bridgeLoop(c).prefixes,
         },
-        journal,
+        intake,
         this.log.child({ component: 'mqtt-client' }),
       );
       await client.start();
@@ -155,7 +202,7 @@ export class Gateway {
     }
     if (c.coap.enabled) {
       const { CoapServerSource } = await import('./sources/coap-server/coap-server-source.ts');
-      const coap = new CoapServerSource(c.coap, journal, this.log.child({ component: 'coap' }));
+      const coap = new CoapServerSource(c.coap, intake, this.log.child({ component: 'coap' }));
       await coap.start();
       this.sources.push(coap);
     }
@@ -166,7 +213,7 @@ export class Gateway {
       const { CoapObserverSource } = await import('./sources/coap-observer/coap-observer-source.ts');
       const observer = new CoapObserverSource(
         c.coap.devices,
-        journal,
+        intake,
         this.log.child({ component: 'coap-observer' }),
       );
       await observer.start();
@@ -178,7 +225,7 @@ export class Gateway {
     }
     if (c.modbus.devices.length > 0) {
       const { ModbusPoller } = await import('./sources/modbus/modbus-poller.ts');
-      const modbus = new ModbusPoller(c.modbus, journal, this.log.child({ component: 'modbus' }));
+      const modbus = new ModbusPoller(c.modbus, intake, this.log.child({ component: 'modbus' }));
       await modbus.start();
       this.sources.push(modbus);
       commands.add(
@@ -188,6 +235,8 @@ export class Gateway {
     }
     this.grpc?.attach(journal, mqtt, commands);
     compactHeap();
+    // After the start-up collection: its first reading is the idle daemon's.
+    this.guard?.start();
     this.listening = true;
     this.grpc?.setServing(true);
     // gRPC health follows readiness: NOT_SERVING while the journal refuses writes.
@@ -195,6 +244,30 @@ export class Gateway {
     this.log.info(
       { sinks: c.sinks.map((s) => s.name), sources: this.sources.map((s) => s.name) },
       'edgeferry ready',
+    );
+  }
+
+  private logMemoryPlan(plan: MemoryPlan): void {
+    const b = plan.budget;
+    const budgets = {
+      pendingBytes: b.pendingBytes,
+      tailBytes: b.tailBytes,
+      sinkBatchBytes: b.sinkBatchBytes,
+      subscriberReadBytes: b.subscriberReadBytes,
+      mqttQueuedBytes: b.mqttQueuedBytes,
+      mqttQueuedBytesTotal: b.mqttQueuedBytesTotal,
+      mqttQueuedMessagesTotal: b.mqttQueuedMessagesTotal,
+    };
+    if (b.limit === null) {
+      this.log.info(
+        { source: 'none', budgets },
+        'memory: no limit set and none found in a cgroup: fixed buffer sizes, no memory guard',
+      );
+      return;
+    }
+    this.log.info(
+      { source: b.source, limit: b.limit, cgroupFile: plan.cgroupFile, pauseAt: b.pauseAtBytes, budgets },
+      `memory: limit ${mib(b.limit)} (${b.source}); intake pauses above ${mib(b.pauseAtBytes ?? 0)} RSS`,
     );
   }
 
@@ -225,6 +298,7 @@ export class Gateway {
     // would be SIGKILLed): it stops retrying now.
     this.journal?.abandonRecovery();
     this.grpc?.setServing(false);
+    this.guard?.stop();
     await Promise.all(
       this.sources.map((s) =>
         s.stop().catch((err) => this.log.warn({ source: s.name, err: err.message }, 'source stop failed')),

@@ -1,4 +1,5 @@
 import { type GatewayView, sinkReports } from '../observability/gateway-view.ts';
+import { budgetSizes } from '../observability/memory-metrics.ts';
 
 /**
  * The `/v1/status` document: what an operator looks at first. Built from memory only (the
@@ -30,10 +31,38 @@ export async function buildStatus(view: GatewayView) {
           deadLetters: Object.fromEntries(deadLetters),
         }
       : null,
+    memory: memoryStatus(view),
     sources: view.sources.map((s) => ({ name: s.name, addresses: s.addresses(), counters: s.counters })),
     sinks: (await sinkReports(view)).map((r) => ({
       ...r,
       deadLetters: deadLetters.get(r.name) ?? { count: 0, bytes: 0 },
     })),
+  };
+}
+
+/** The limit, where it came from, RSS now, the derived budgets and the guard's state. */
+function memoryStatus(view: GatewayView) {
+  const m = view.memory;
+  if (!m) return null;
+  const b = m.budget;
+  const g = m.guard;
+  return {
+    limit: b.limit,
+    source: b.source,
+    rss: process.memoryUsage.rss(),
+    pauseAt: b.pauseAtBytes,
+    resumeAt: b.resumeAtBytes,
+    pausedForMemory: g?.paused ?? false,
+    pauses: g?.counters.pauses ?? 0,
+    pausedSeconds: g ? g.pausedMs() / 1000 : 0,
+    collections: g?.counters.collections ?? 0,
+    earlyCollections: g?.counters.earlyCollections ?? 0,
+    settles: g?.counters.settles ?? 0,
+    peakRss: g?.counters.peakRss ?? null,
+    budgets: {
+      ...budgetSizes(b),
+      sinkBatchBytesPerSink: b.sinkBatchBytes,
+      mqttQueuedMessagesTotal: b.mqttQueuedMessagesTotal,
+    },
   };
 }

@@ -183,7 +183,8 @@ export const sinkRoutes = () =>
 export const sinkBatch = () =>
   section({
     maxRecords: integer(1).default(500),
-    maxBytes: bytes().prefault('1MiB'),
+    // Default: 1 MiB, or this sink's share of memory.limit (src/memory/budget.ts).
+    maxBytes: z.preprocess(nullToUndefined, bytes().optional()),
     lingerMs: timerMs().prefault(5),
   });
 

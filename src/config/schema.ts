@@ -5,6 +5,7 @@
 import os from 'node:os';
 import * as z from 'zod';
 import { adminConfig } from '../admin/config.ts';
+import { memoryConfig } from '../memory/config.ts';
 import { grpcSinkConfig } from '../sinks/grpc/config.ts';
 import { httpSinkConfig } from '../sinks/http/config.ts';
 import { mqttSinkConfig } from '../sinks/mqtt/config.ts';
@@ -27,6 +28,7 @@ import {
   timerMs,
   uniqueNames,
 } from './fields.ts';
+import { checkMemoryBudget } from './memory-budget.ts';
 import { checkMqttBrokers } from './mqtt-brokers.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -66,7 +68,8 @@ export const configSchema = z.preprocess(
           maxRecords: integer(1).default(4096),
           maxDelayMs: timerMs().prefault(0),
         }),
-        maxPendingBytes: bytes().prefault('16MiB'),
+        // Default: 16 MiB, or what memory.limit leaves for it (src/memory/budget.ts).
+        maxPendingBytes: z.preprocess(nullToUndefined, bytes().optional()),
         lockWaitMs: timerMs().prefault('30s'),
         // Dead letters' own disk budget, apart from maxBytes; default a tenth of maxBytes (>= 1 MiB).
         deadLetterMaxBytes: bytes().optional(),
@@ -98,6 +101,7 @@ export const configSchema = z.preprocess(
         consumers: section({ expireAfter: timerMs(1).prefault('1d') }),
       }),
       log: section({ level: z.enum(LOG_LEVELS).default('info') }),
+      memory: memoryConfig,
       shutdown: section({ drainTimeoutMs: timerMs().prefault('10s') }),
       sinks,
     })
@@ -114,6 +118,7 @@ export const configSchema = z.preprocess(
           });
       });
       checkMqttBrokers(c, ctx);
+      checkMemoryBudget(c, ctx);
     })
     .prefault({}),
 );

@@ -11,13 +11,39 @@
  * this call sees it. Best effort: false when V8 refuses, and nothing else changes.
  */
 export function compactHeap(): boolean {
+  const gc = gcFunction();
+  if (gc === null) return false;
   try {
-    process.getBuiltinModule('node:v8').setFlagsFromString('--expose-gc');
-    const gc = process.getBuiltinModule('node:vm').runInNewContext('gc') as unknown;
-    if (typeof gc !== 'function') return false;
     gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
     return true;
   } catch {
     return false;
   }
+}
+
+/** Starts a major GC whose marking runs concurrently (off the main thread); best effort. */
+export function startMajorGc(): boolean {
+  const gc = gcFunction();
+  if (gc === null) return false;
+  try {
+    gc({ type: 'major', execution: 'async' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let cachedGc: ((opts: object) => void) | null | undefined;
+
+/** V8's `gc`, taken once as compactHeap describes; null when V8 refuses. */
+function gcFunction(): ((opts: object) => void) | null {
+  if (cachedGc !== undefined) return cachedGc;
+  try {
+    process.getBuiltinModule('node:v8').setFlagsFromString('--expose-gc');
+    const gc = process.getBuiltinModule('node:vm').runInNewContext('gc') as unknown;
+    cachedGc = typeof gc === 'function' ? (gc as (opts: object) => void) : null;
+  } catch {
+    cachedGc = null;
+  }
+  return cachedGc;
 }

@@ -2,6 +2,8 @@ import type { ConsumerDirectory } from '../core/consumers.ts';
 import type { TlsReloadCounters } from '../core/tls-files.ts';
 import type { SinkDispatcher } from '../dispatch/sink-dispatcher.ts';
 import type { Journal } from '../journal/journal.ts';
+import type { MemoryBudget } from '../memory/budget.ts';
+import type { MemoryGuard } from '../memory/guard.ts';
 
 /** What the operations surface (metrics, status, readiness) reads from a running gateway. */
 export interface GatewayView {
@@ -16,6 +18,8 @@ export interface GatewayView {
   ready(): boolean;
   /** Components that follow rotated TLS files (`grpc`, `sink/<name>`). */
   tls?: { component: string; counters: TlsReloadCounters }[];
+  /** The memory budget in force, and its guard when there is a limit; null until the journal opens. */
+  memory?: { budget: MemoryBudget; guard: MemoryGuard | null } | null;
 }
 
 export interface SinkReport {

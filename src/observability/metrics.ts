@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { GatewayView } from './gateway-view.ts';
 import { sinkReports } from './gateway-view.ts';
+import { memoryMetrics } from './memory-metrics.ts';
 import { modbusMetrics } from './modbus-metrics.ts';
 import { type Sample, SampledMetric } from './sampled-metric.ts';
 
@@ -447,5 +448,6 @@ export function createMetricsRegistry(view: GatewayView): Registry {
     },
   );
   for (const m of modbusMetrics(view)) reg.registerMetric(m as never);
+  for (const m of memoryMetrics(view)) reg.registerMetric(m as never);
   return reg;
 }

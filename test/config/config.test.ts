@@ -119,7 +119,7 @@ describe('defaults', () => {
         onFull: 'drop-oldest',
         fsync: false,
         groupCommit: { maxRecords: 4096, maxDelayMs: 0 },
-        maxPendingBytes: 16 * 1024 * 1024,
+        // maxPendingBytes: left to the memory budget (16 MiB without a limit: test/memory/).
         lockWaitMs: 30_000,
       },
       coap: {
@@ -137,9 +137,7 @@ describe('defaults', () => {
         port: 1883,
         maxPacketBytes: 256 * 1024,
         maxQueuedMessages: 1000,
-        maxQueuedBytes: 1024 ** 2,
-        maxQueuedMessagesTotal: 100_000,
-        maxQueuedBytesTotal: 64 * 1024 ** 2,
+        // maxQueuedBytes, maxQueuedMessagesTotal, maxQueuedBytesTotal: the memory budget's.
         maxRetainedMessages: 10_000,
         maxRetainedBytes: 16 * 1024 ** 2,
         maxAwaitingRel: 1000,
@@ -168,6 +166,8 @@ describe('defaults', () => {
         consumers: { expireAfter: 86_400_000 },
       },
       log: { level: 'info' },
+      // No limit of its own: the container's, if any, is read at start-up.
+      memory: {},
       shutdown: { drainTimeoutMs: 10_000 },
       sinks: [],
     });
@@ -195,7 +195,8 @@ describe('defaults', () => {
       routes: ['#'],
       payloadEncoding: 'base64',
       timeoutMs: 10_000,
-      batch: { maxRecords: 500, maxBytes: 1024 * 1024, lingerMs: 5 },
+      // maxBytes: the memory budget's (1 MiB without a limit).
+      batch: { maxRecords: 500, lingerMs: 5 },
       retry: { minMs: 100, maxMs: 30_000 },
     });
   });
@@ -221,7 +222,6 @@ describe('the example configuration', () => {
       ttl: 7 * 24 * 3600 * 1000,
       fsync: false,
       groupCommit: { maxRecords: 4096, maxDelayMs: 0 },
-      maxPendingBytes: 16 * 1024 * 1024,
       lockWaitMs: 30_000,
     });
     expect(config.mqtt.maxPacketBytes).toBe(262_144);

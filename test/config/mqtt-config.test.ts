@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/core/errors.ts';
+import { deriveBudget } from '../../src/memory/budget.ts';
+import { explicitSettings } from '../../src/memory/plan.ts';
 
 function errorOf(raw: unknown): string {
   try {
@@ -16,12 +18,16 @@ function errorOf(raw: unknown): string {
 
 describe('mqtt bounds', () => {
   it('defaults keep a normal fleet working (mosquitto-like 1000 queued messages per client)', () => {
-    const { mqtt } = parseConfig({}, {});
-    expect(mqtt).toMatchObject({
+    const config = parseConfig({}, {});
+    // Without a memory limit the budget gives the three it sizes their fixed defaults.
+    const { budget } = deriveBudget(null, 'none', explicitSettings(config));
+    expect(budget).toMatchObject({
+      mqttQueuedBytes: 1024 ** 2,
+      mqttQueuedMessagesTotal: 100_000,
+      mqttQueuedBytesTotal: 64 * 1024 ** 2,
+    });
+    expect(config.mqtt).toMatchObject({
       maxQueuedMessages: 1000,
-      maxQueuedBytes: 1024 ** 2,
-      maxQueuedMessagesTotal: 100_000,
-      maxQueuedBytesTotal: 64 * 1024 ** 2,
       maxRetainedMessages: 10_000,
       maxRetainedBytes: 16 * 1024 ** 2,
       maxAwaitingRel: 1000,

@@ -9,6 +9,8 @@ import { configSchema } from '../../src/config/schema.ts';
 import type { Logger } from '../../src/core/logger.ts';
 import { decodeRecord } from '../../src/core/record.ts';
 import { Journal, type JournalOptions } from '../../src/journal/journal.ts';
+import { deriveBudget } from '../../src/memory/budget.ts';
+import { explicitSettings } from '../../src/memory/plan.ts';
 import {
   type MqttBrokerOptions,
   MqttBrokerSource,
@@ -59,7 +61,15 @@ export async function startBroker(
     },
     log,
   );
-  const defaults = configSchema.parse({ mqtt: { host: '127.0.0.1', port: 0 } }).mqtt;
+  const config = configSchema.parse({ mqtt: { host: '127.0.0.1', port: 0 } });
+  // The queue bounds the memory budget sizes: their defaults, as without a memory limit.
+  const { budget } = deriveBudget(null, 'none', explicitSettings(config));
+  const defaults = {
+    ...config.mqtt,
+    maxQueuedBytes: budget.mqttQueuedBytes,
+    maxQueuedBytesTotal: budget.mqttQueuedBytesTotal,
+    maxQueuedMessagesTotal: budget.mqttQueuedMessagesTotal,
+  };
   const source = new MqttBrokerSource({ ...defaults, ...overrides } as MqttBrokerOptions, journal, log);
   await source.start();
   return {

@@ -42,6 +42,8 @@ export interface GrpcServerOptions {
   consumers?: { expireAfter: number };
   /** How often the TLS files are checked for new contents (default 10 s). */
   tlsReloadMs?: number;
+  /** Bytes of records one Subscribe stream reads from the journal at once (default 1 MiB). */
+  subscriberReadBytes?: number;
 }
 
 interface SubscribeRequest {
@@ -336,6 +338,7 @@ export class GatewayGrpcServer {
       log,
       new TopicRouter(filters),
       after,
+      this.opts.subscriberReadBytes,
     );
     lease?.bind(sub);
     this.subscriptions.add(sub);

@@ -5,7 +5,7 @@ import type { TopicRouter } from '../../core/topic-filter.ts';
 import { encodeGapRecord, type GapReason } from './gap.ts';
 
 const READ_RECORDS = 256;
-const READ_BYTES = 1024 * 1024;
+const DEFAULT_READ_BYTES = 1024 * 1024;
 
 /**
  * One Subscribe stream: walks the journal from `pos` and writes matching records, replay and
@@ -22,6 +22,8 @@ export class Subscription {
   private readonly log: RecordLog;
   private readonly router: TopicRouter;
   private pos: number;
+  /** One read's bytes: a stream holds about this much of the journal at a time. */
+  private readonly readBytes: number;
   private ended = false;
   private wake: (() => void) | null = null;
   private waitingFor: 'commit' | 'drain' | null = null;
@@ -38,7 +40,9 @@ export class Subscription {
     log: RecordLog,
     router: TopicRouter,
     afterSeq: number,
+    readBytes = DEFAULT_READ_BYTES,
   ) {
+    this.readBytes = readBytes;
     this.call = call;
     this.log = log;
     this.router = router;
@@ -101,7 +105,7 @@ export class Subscription {
         await this.sendGap(first - 1, 'not retained');
         continue;
       }
-      const { records, next } = await this.log.readBatch(this.pos + 1, READ_RECORDS, READ_BYTES);
+      const { records, next } = await this.log.readBatch(this.pos + 1, READ_RECORDS, this.readBytes);
       for (const r of records) {
         if (this.ended) return;
         // The journal's seqs have no holes: one skipped here failed its checksum.

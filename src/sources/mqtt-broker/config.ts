@@ -1,7 +1,7 @@
 // The embedded broker's `mqtt:` section (README: configuration, MQTT broker bounds).
 
 import * as z from 'zod';
-import { bytes, integer, nonEmpty, section } from '../../config/fields.ts';
+import { bytes, integer, nonEmpty, nullToUndefined, section } from '../../config/fields.ts';
 import { mqttLimitsConfig } from './limits-config.ts';
 import { mqttSecurityShape, plainPort } from './security-config.ts';
 
@@ -13,10 +13,12 @@ export const mqttConfig = section({
   // mosquitto's max_queued_messages / max_queued_bytes: per client, what waits to be sent
   // to it (in its socket while connected, in its session while a clean: false client is away).
   maxQueuedMessages: integer(1).default(1000),
-  maxQueuedBytes: bytes().prefault('1MiB'),
+  // The byte bounds below default to 1 MiB, 64 MiB and 100 000, or to what memory.limit
+  // leaves for them (src/memory/budget.ts).
+  maxQueuedBytes: z.preprocess(nullToUndefined, bytes().optional()),
   // All away sessions together; past it the oldest message held for any of them goes.
-  maxQueuedMessagesTotal: integer(1).default(100_000),
-  maxQueuedBytesTotal: bytes().prefault('64MiB'),
+  maxQueuedMessagesTotal: z.preprocess(nullToUndefined, integer(1).optional()),
+  maxQueuedBytesTotal: z.preprocess(nullToUndefined, bytes().optional()),
   maxRetainedMessages: integer(1).default(10_000),
   maxRetainedBytes: bytes().prefault('16MiB'),
   // Incoming QoS 2 messages awaiting PUBREL (EMQX's max_awaiting_rel), per client and in all.
