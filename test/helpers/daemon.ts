@@ -6,6 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { readShebang } from '../../bin/shebang.js';
 
 export const BIN = new URL('../../bin/edgeferry.js', import.meta.url).pathname;
 
@@ -82,6 +83,9 @@ export function writeConfig(dir: string, config: Record<string, unknown>, name =
   return path;
 }
 
+/** The node flags and environment of the bin's shebang line: what `npm start` runs. */
+export const SHEBANG = readShebang(BIN);
+
 /** Starts the daemon on `configPath` (or reuses `dir`'s config) and waits until it is ready. */
 export async function startDaemon(
   dir: string,
@@ -94,9 +98,9 @@ export async function startDaemon(
 ): Promise<DaemonHandle> {
   const cmd = opts.command ?? {
     file: process.execPath,
-    args: [BIN, 'run', '--config', configPath],
+    args: [...SHEBANG.flags, BIN, 'run', '--config', configPath],
     cwd: dir,
-    env: { ...process.env, NODE_NAME: '' },
+    env: { ...process.env, ...SHEBANG.env, NODE_NAME: '' },
   };
   const proc = spawn(cmd.file, cmd.args, {
     cwd: cmd.cwd,

@@ -5,9 +5,8 @@
 // delivered. Once with `memory.limit` in the config, once inside a cgroup v1 memory cgroup the
 // test creates (no limit in the config: the daemon must find it).
 //
-// Slow: 45-240 s per case on this shared 2-core machine (the daemon runs src/ through type
-// stripping, idling at 105 MB, so it spends the burst near its pause mark). Not in the default
-// suite: EDGEFERRY_SLOW_TESTS=1 runs it.
+// About 6 s per case with the bin's node flags and GLIBC_TUNABLES (startDaemon runs them, as
+// `npm start` does); 45-240 s before those, when the burst spent its time at the pause mark.
 
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -20,6 +19,7 @@ import {
   baseConfig,
   type DaemonHandle,
   eventually,
+  SHEBANG,
   startDaemon,
   tempDir,
   writeConfig,
@@ -30,9 +30,6 @@ const LIMIT = 160 * MiB;
 const PUBLISHERS = 4;
 const PER_PUBLISHER = 100_000;
 const TOTAL = PUBLISHERS * PER_PUBLISHER;
-
-/** The node flags on the bin's shebang line (what users run), as the bench reads them. */
-const SHEBANG_FLAGS = readFileSync(BIN, 'utf8').split('\n')[0].split(/\s+/).slice(3);
 
 /** An upstream that counts distinct seqs (a bitmap: 400 000 parsed records would weigh on the test). */
 class CountingUpstream {
@@ -194,41 +191,21 @@ function memoryCgroupParent(): { dir: string } | { unavailable: string } {
 }
 
 const cgroup = memoryCgroupParent();
-const SLOW = process.env.EDGEFERRY_SLOW_TESTS === '1';
-const NOT_SLOW = 'slow test (1-3 min): EDGEFERRY_SLOW_TESTS=1 runs it';
-
-/** `it`, or a visible skip when slow tests are off. */
-function slowIt(title: string, fn: () => Promise<void>, timeoutMs: number): void {
-  if (SLOW) it(title, fn, timeoutMs);
-  else it.skip(`${title} (skipped: ${NOT_SLOW})`, fn);
-}
-
 describe('memory.limit under a QoS 1 burst into a down sink', () => {
-  slowIt(
-    `with memory.limit 160MiB in the config: ${TOTAL} acknowledged, none lost, VmHWM of the burst under the limit`,
-    async () => {
-      const dir = tempDir();
-      const port = await refusedPort();
-      const configPath = writeConfig(dir, configFor(dir, port, { limit: '160MiB' }));
-      const d = await startDaemon(dir, configPath, {
-        command: {
-          file: process.execPath,
-          args: [...SHEBANG_FLAGS, BIN, 'run', '--config', configPath],
-          cwd: dir,
-          env: { ...process.env, NODE_NAME: '' },
-        },
-      });
-      daemons.push(d);
-      const r = await burstThenDeliver(d, port);
-      console.log(`memory.limit (config): ${JSON.stringify(r)}`);
-      expect(r.memory).toMatchObject({ limit: LIMIT, source: 'config' });
-      // The burst: the target. The drain after it is not guarded (see guard.ts) and maps
-      // LevelDB's tables: reported, not asserted.
-      expect(r.burstHwmKb * 1024).toBeLessThanOrEqual(LIMIT);
-      expect(d.proc.exitCode).toBeNull();
-    },
-    300_000,
-  );
+  it(`with memory.limit 160MiB in the config: ${TOTAL} acknowledged, none lost, VmHWM of the burst under the limit`, async () => {
+    const dir = tempDir();
+    const port = await refusedPort();
+    const configPath = writeConfig(dir, configFor(dir, port, { limit: '160MiB' }));
+    const d = await startDaemon(dir, configPath);
+    daemons.push(d);
+    const r = await burstThenDeliver(d, port);
+    console.log(`memory.limit (config): ${JSON.stringify(r)}`);
+    expect(r.memory).toMatchObject({ limit: LIMIT, source: 'config' });
+    // The burst: the target. The drain after it is not guarded (see guard.ts) and maps
+    // LevelDB's tables: reported, not asserted.
+    expect(r.burstHwmKb * 1024).toBeLessThanOrEqual(LIMIT);
+    expect(d.proc.exitCode).toBeNull();
+  }, 300_000);
 
   const inCgroup = async (parent: string) => {
     const cg = join(parent, `edgeferry-test-${process.pid}`);
@@ -249,14 +226,14 @@ describe('memory.limit under a QoS 1 burst into a down sink', () => {
             'echo $$ > "$0/cgroup.procs" && exec "$@"',
             cg,
             process.execPath,
-            ...SHEBANG_FLAGS,
+            ...SHEBANG.flags,
             BIN,
             'run',
             '--config',
             configPath,
           ],
           cwd: dir,
-          env: { ...process.env, NODE_NAME: '' },
+          env: { ...process.env, ...SHEBANG.env, NODE_NAME: '' },
         },
       });
       daemons.push(d);
@@ -287,7 +264,7 @@ describe('memory.limit under a QoS 1 burst into a down sink', () => {
   };
   const title = `inside a cgroup v1 memory cgroup limited to 160 MiB (no limit in the config): ${TOTAL} acknowledged, none lost, no OOM kill`;
   if ('dir' in cgroup) {
-    slowIt(title, () => inCgroup(cgroup.dir), 300_000);
+    it(title, () => inCgroup(cgroup.dir), 300_000);
   } else {
     console.warn(`edgeferry memory limit: skipping "${title}": ${cgroup.unavailable}`);
     it.skip(`${title} (skipped: ${cgroup.unavailable})`, () => {});
