@@ -11,10 +11,7 @@
 
 import { createServer } from 'node:http';
 import { Session } from 'node:inspector/promises';
-import { join } from 'node:path';
-import { parseConfig } from '../../src/config/load.ts';
-import { Gateway } from '../../src/main.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import { startInProcessGateway } from '../lib/in-process-gateway.ts';
 import { LOAD_DEFAULTS, runLoad } from '../lib/mqtt-load.ts';
 import { freePort, makeTempDir, removeTempDir } from '../lib/proc.ts';
 
@@ -51,26 +48,12 @@ const receiver = createServer((req, res) => {
 });
 const rxPort = await freePort();
 receiver.listen(rxPort, '127.0.0.1');
-const mqttPort = await freePort();
-const config = parseConfig({
-  journal: { path: join(dir, 'journal') },
-  mqtt: { host: '127.0.0.1', port: mqttPort },
-  admin: { enabled: false },
-  grpc: { enabled: false },
-  coap: { enabled: false },
-  log: { level: 'warn' },
-  sinks: [
-    {
-      name: 'up',
-      type: 'http',
-      url: `http://127.0.0.1:${rxPort}/ingest`,
-      batch: { maxRecords: 1000, maxBytes: '1MiB', lingerMs: 5 },
-      retry: { minMs: 100, maxMs: '1s' },
-    },
-  ],
+const { gateway, mqttPort } = await startInProcessGateway({
+  dir,
+  sinkUrl: `http://127.0.0.1:${rxPort}/ingest`,
+  lingerMs: 5,
+  name: 'heap',
 });
-const gateway = new Gateway(config, createLogger('warn', 'heap'));
-await gateway.start();
 
 const load = (n: number) =>
   runLoad({

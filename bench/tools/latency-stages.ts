@@ -17,13 +17,10 @@
 //   node bench/tools/latency-stages.ts [rate=20000] [seconds=6] [lingerMs=5] [maxDelayMs=0]
 
 import { createServer } from 'node:http';
-import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
-import { parseConfig } from '../../src/config/load.ts';
 import type { AppendCallback, RecordAppender } from '../../src/core/pipeline.ts';
 import type { RecordInput } from '../../src/core/record.ts';
-import { Gateway } from '../../src/main.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import { startInProcessGateway } from '../lib/in-process-gateway.ts';
 import { nowMs } from '../lib/mqtt-codec.ts';
 import { LOAD_DEFAULTS, prepareLoadInWorker } from '../lib/mqtt-load.ts';
 import { freePort, makeTempDir, removeTempDir } from '../lib/proc.ts';
@@ -57,26 +54,13 @@ const receiver = createServer((req, res) => {
 });
 const rxPort = await freePort();
 receiver.listen(rxPort, '127.0.0.1');
-const mqttPort = await freePort();
-const config = parseConfig({
-  journal: { path: join(dir, 'journal'), fsync: false, groupCommit: { maxDelayMs } },
-  mqtt: { host: '127.0.0.1', port: mqttPort },
-  admin: { enabled: false },
-  grpc: { enabled: false },
-  coap: { enabled: false },
-  log: { level: 'warn' },
-  sinks: [
-    {
-      name: 'up',
-      type: 'http',
-      url: `http://127.0.0.1:${rxPort}/ingest`,
-      batch: { maxRecords: 1000, maxBytes: '1MiB', lingerMs },
-      retry: { minMs: 100, maxMs: '1s' },
-    },
-  ],
+const { gateway, mqttPort } = await startInProcessGateway({
+  dir,
+  sinkUrl: `http://127.0.0.1:${rxPort}/ingest`,
+  lingerMs: lingerMs,
+  journal: { fsync: false, groupCommit: { maxDelayMs } },
+  name: 'stages',
 });
-const gateway = new Gateway(config, createLogger('warn', 'stages'));
-await gateway.start();
 
 // Reached through private fields on purpose: the timing stays out of src/.
 const inner = gateway as unknown as {

@@ -2,19 +2,9 @@
 
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { ConfigError } from '../../src/core/errors.ts';
 import { deriveBudget } from '../../src/memory/budget.ts';
 import { explicitSettings } from '../../src/memory/plan.ts';
-
-function errorOf(raw: unknown): string {
-  try {
-    parseConfig(raw, {});
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).message;
-  }
-  throw new Error('expected a ConfigError');
-}
+import { configError } from './config-error.ts';
 
 describe('mqtt bounds', () => {
   it('defaults keep a normal fleet working (mosquitto-like 1000 queued messages per client)', () => {
@@ -42,16 +32,16 @@ describe('mqtt bounds', () => {
   });
 
   it('names the bad field and the value', () => {
-    expect(errorOf({ mqtt: { maxQueuedMessages: 0 } })).toContain(
+    expect(configError({ mqtt: { maxQueuedMessages: 0 } })).toContain(
       'mqtt.maxQueuedMessages: must be an integer >= 1 (got 0)',
     );
-    expect(errorOf({ mqtt: { maxQueuedBytes: 'lots' } })).toContain(
+    expect(configError({ mqtt: { maxQueuedBytes: 'lots' } })).toContain(
       'mqtt.maxQueuedBytes: invalid byte size "lots"',
     );
-    expect(errorOf({ mqtt: { maxAwaitingRel: 70_000 } })).toContain(
+    expect(configError({ mqtt: { maxAwaitingRel: 70_000 } })).toContain(
       'mqtt.maxAwaitingRel: must be an integer in 1..65535 (got 70000)',
     );
-    expect(errorOf({ mqtt: { maxQueuedMesages: 10 } })).toContain('maxQueuedMesages');
+    expect(configError({ mqtt: { maxQueuedMesages: 10 } })).toContain('maxQueuedMesages');
   });
 });
 
@@ -72,14 +62,16 @@ describe('mqtt device security fields', () => {
 
   it('names what is missing or wrong', () => {
     expect(
-      errorOf({ mqtt: { tls: { certFile: 's.crt', keyFile: 's.key', requireClientCert: true } } }),
+      configError({ mqtt: { tls: { certFile: 's.crt', keyFile: 's.key', requireClientCert: true } } }),
     ).toContain('mqtt.tls.caFile: required with requireClientCert: true');
-    expect(errorOf({ mqtt: { tls: { certFile: 's.crt' } } })).toContain('mqtt.tls.keyFile: required');
-    expect(errorOf({ mqtt: { tls: { certFile: 's.crt', keyFile: 'k', identity: 'email' } } })).toContain(
+    expect(configError({ mqtt: { tls: { certFile: 's.crt' } } })).toContain('mqtt.tls.keyFile: required');
+    expect(configError({ mqtt: { tls: { certFile: 's.crt', keyFile: 'k', identity: 'email' } } })).toContain(
       'mqtt.tls.identity: expected one of cn|san-dns|san-uri',
     );
-    expect(errorOf({ mqtt: { passwordFile: '' } })).toContain('mqtt.passwordFile: must not be empty');
-    expect(errorOf({ mqtt: { tls: { certFile: 'c', keyFile: 'k', cafile: 'x' } } })).toContain('mqtt.tls');
+    expect(configError({ mqtt: { passwordFile: '' } })).toContain('mqtt.passwordFile: must not be empty');
+    expect(configError({ mqtt: { tls: { certFile: 'c', keyFile: 'k', cafile: 'x' } } })).toContain(
+      'mqtt.tls',
+    );
   });
 });
 
@@ -104,18 +96,18 @@ describe('mqtt.limits', () => {
   });
 
   it('names the bad field', () => {
-    expect(errorOf({ mqtt: { limits: { maxTopicLevels: 101 } } })).toContain(
+    expect(configError({ mqtt: { limits: { maxTopicLevels: 101 } } })).toContain(
       'mqtt.limits.maxTopicLevels: must be an integer in 1..100 (got 101)',
     );
-    expect(errorOf({ mqtt: { limits: { maxConnections: 0 } } })).toContain(
+    expect(configError({ mqtt: { limits: { maxConnections: 0 } } })).toContain(
       'mqtt.limits.maxConnections: must be an integer >= 1 (got 0)',
     );
-    expect(errorOf({ mqtt: { limits: { publishRate: { messagesPerSecond: 0 } } } })).toContain(
+    expect(configError({ mqtt: { limits: { publishRate: { messagesPerSecond: 0 } } } })).toContain(
       'mqtt.limits.publishRate.messagesPerSecond: must be a number > 0',
     );
     expect(
-      errorOf({ mqtt: { limits: { publishRate: { messagesPerSecond: 5, onExceed: 'kick' } } } }),
+      configError({ mqtt: { limits: { publishRate: { messagesPerSecond: 5, onExceed: 'kick' } } } }),
     ).toContain('mqtt.limits.publishRate.onExceed');
-    expect(errorOf({ mqtt: { limits: { maxInflights: 5 } } })).toContain('maxInflights');
+    expect(configError({ mqtt: { limits: { maxInflights: 5 } } })).toContain('maxInflights');
   });
 });

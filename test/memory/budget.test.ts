@@ -6,26 +6,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { ConfigError } from '../../src/core/errors.ts';
 import type { AppendCallback, RecordAppender } from '../../src/core/pipeline.ts';
 import type { RecordInput } from '../../src/core/record.ts';
 import { BASE_RSS, deriveBudget, MIN_LIMIT, PARTS } from '../../src/memory/budget.ts';
 import { MemoryGuard } from '../../src/memory/guard.ts';
 import { explicitSettings, planMemory } from '../../src/memory/plan.ts';
+import { configError } from '../config/config-error.ts';
 import { quiet } from '../helpers/dispatch-fixture.ts';
 
 const MiB = 1024 ** 2;
 const none = { sinkBatchBytes: [undefined, undefined] };
-
-function configError(raw: unknown): string {
-  try {
-    parseConfig(raw, {});
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).message;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 const sink = (extra: Record<string, unknown> = {}) => ({
   name: `s${Math.random().toString(36).slice(2, 8)}`,
