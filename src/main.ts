@@ -14,6 +14,7 @@ import { SinkDispatcher } from './dispatch/sink-dispatcher.ts';
 import { Journal } from './journal/journal.ts';
 import { mib } from './memory/budget.ts';
 import { MemoryGuard } from './memory/guard.ts';
+import { IdleCompaction } from './memory/idle-compaction.ts';
 import { type MemoryPlan, planMemory } from './memory/plan.ts';
 import type { GatewayView } from './observability/gateway-view.ts';
 import type { RootLogger } from './observability/logger.ts';
@@ -45,6 +46,7 @@ export class Gateway {
   private readonly dispatchers: SinkDispatcher[] = [];
   private admin: AdminServer | null = null;
   private grpc: GatewayGrpcServer | null = null;
+  private idleCompaction: IdleCompaction | null = null;
   private listening = false;
   private stopping: Promise<void> | null = null;
   private plan: MemoryPlan | null;
@@ -134,7 +136,7 @@ export class Gateway {
       );
       intake = this.guard;
     }
-    this.view.memory = { budget, guard: this.guard };
+    this.view.memory = { budget, guard: this.guard, idle: null };
     this.log.info(
       {
         path: journal.path,
@@ -237,6 +239,9 @@ export class Gateway {
     compactHeap();
     // After the start-up collection: its first reading is the idle daemon's.
     this.guard?.start();
+    this.idleCompaction = new IdleCompaction(() => journal.counters.appended);
+    this.idleCompaction.start();
+    if (this.view.memory) this.view.memory.idle = this.idleCompaction;
     this.listening = true;
     this.grpc?.setServing(true);
     // gRPC health follows readiness: NOT_SERVING while the journal refuses writes.
@@ -299,6 +304,7 @@ export class Gateway {
     this.journal?.abandonRecovery();
     this.grpc?.setServing(false);
     this.guard?.stop();
+    this.idleCompaction?.stop();
     await Promise.all(
       this.sources.map((s) =>
         s.stop().catch((err) => this.log.warn({ source: s.name, err: err.message }, 'source stop failed')),

@@ -58,6 +58,7 @@ function memoryStatus(view: GatewayView) {
     collections: g?.counters.collections ?? 0,
     earlyCollections: g?.counters.earlyCollections ?? 0,
     settles: g?.counters.settles ?? 0,
+    idleCollections: m.idle?.runs ?? 0,
     peakRss: g?.counters.peakRss ?? null,
     budgets: {
       ...budgetSizes(b),

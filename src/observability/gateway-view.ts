@@ -19,7 +19,7 @@ export interface GatewayView {
   /** Components that follow rotated TLS files (`grpc`, `sink/<name>`). */
   tls?: { component: string; counters: TlsReloadCounters }[];
   /** The memory budget in force, and its guard when there is a limit; null until the journal opens. */
-  memory?: { budget: MemoryBudget; guard: MemoryGuard | null } | null;
+  memory?: { budget: MemoryBudget; guard: MemoryGuard | null; idle: { runs: number } | null } | null;
 }
 
 export interface SinkReport {

@@ -1,8 +1,16 @@
 // What the operator sees of the memory budget on a real daemon: the /v1/status `memory` section
 // and the edgeferry_memory_* metrics, with a limit from the config and without any.
 
+import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
-import { baseConfig, type DaemonHandle, startDaemon, tempDir, writeConfig } from '../helpers/daemon.ts';
+import {
+  baseConfig,
+  type DaemonHandle,
+  eventually,
+  startDaemon,
+  tempDir,
+  writeConfig,
+} from '../helpers/daemon.ts';
 
 const MiB = 1024 ** 2;
 const daemons: DaemonHandle[] = [];
@@ -48,5 +56,24 @@ describe('memory report', () => {
     expect(metrics).not.toContain('edgeferry_memory_limit_bytes{');
     expect(metrics).toContain(`edgeferry_memory_budget_bytes{part="journalPendingBytes"} ${16 * MiB}`);
     expect(d.logs.some((l) => String(l.msg).startsWith('memory: no limit set'))).toBe(true);
+  });
+
+  it('a burst that has ended is followed by one memory-reducing collection, counted in status', async () => {
+    const { d, memory } = await daemon(undefined);
+    expect(memory.idleCollections).toBe(0);
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${d.mqttPort}`, { clientId: 'burst' });
+    try {
+      await Promise.all(
+        Array.from({ length: 200 }, (_, i) => client.publishAsync(`t/${i}`, Buffer.alloc(200), { qos: 1 })),
+      );
+    } finally {
+      await client.endAsync();
+    }
+    const runs = async () =>
+      ((await d.status()) as unknown as { memory: { idleCollections: number } }).memory.idleCollections;
+    await eventually(async () => (await runs()) > 0, 'a collection once the burst is over');
+    // Once per quiet spell: it does not repeat while nothing comes in.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await runs()).toBe(1);
   });
 });
