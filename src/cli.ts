@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { formatPath } from './config/load.ts';
 import { loadConfigIsolated } from './config/load-isolated.ts';
 import type { Config } from './config/schema.ts';
 import { ConfigError } from './core/errors.ts';
@@ -51,13 +52,7 @@ function planOrExit(config: Config, configPath: string | undefined): MemoryPlan 
   if (plan.problems.length > 0) {
     const where = configPath ?? '(embedded default)';
     const limit = plan.budget.limit ?? 0;
-    const lines = plan.problems.map(
-      (p) =>
-        `  ${where}: ${p.path
-          .map((s) => (typeof s === 'number' ? `[${s}]` : s))
-          .join('.')
-          .replaceAll('.[', '[')}: ${p.message}`,
-    );
+    const lines = plan.problems.map((p) => `  ${where}: ${formatPath(p.path)}: ${p.message}`);
     process.stderr.write(
       `edgeferry: invalid configuration for the container's memory limit ${mib(limit)} (${plan.cgroupFile}):\n${lines.join('\n')}\n`,
     );

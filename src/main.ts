@@ -129,14 +129,14 @@ export class Gateway {
           limit: budget.limit,
           pauseAtBytes: budget.pauseAtBytes,
           resumeAtBytes: budget.resumeAtBytes,
-          collectAtBytes:
-            process.env.EDGEFERRY_NO_EARLY_GC === '1' ? undefined : (budget.collectAtBytes ?? undefined),
+          collectAtBytes: budget.collectAtBytes ?? undefined,
         },
         this.log.child({ component: 'memory' }),
       );
       intake = this.guard;
     }
-    this.view.memory = { budget, guard: this.guard, idle: null };
+    this.idleCompaction = new IdleCompaction(() => journal.counters.appended);
+    this.view.memory = { budget, guard: this.guard, idle: this.idleCompaction };
     this.log.info(
       {
         path: journal.path,
@@ -239,9 +239,7 @@ export class Gateway {
     compactHeap();
     // After the start-up collection: its first reading is the idle daemon's.
     this.guard?.start();
-    this.idleCompaction = new IdleCompaction(() => journal.counters.appended);
     this.idleCompaction.start();
-    if (this.view.memory) this.view.memory.idle = this.idleCompaction;
     this.listening = true;
     this.grpc?.setServing(true);
     // gRPC health follows readiness: NOT_SERVING while the journal refuses writes.

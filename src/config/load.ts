@@ -148,7 +148,7 @@ function report(lines: string[]): string {
 }
 
 /** `sinks[0].headers.Authorization`; keys that would read ambiguously are quoted: `headers["a.b"]`. */
-function formatPath(path: readonly PropertyKey[]): string {
+export function formatPath(path: readonly PropertyKey[]): string {
   if (path.length === 0) return '(top level)';
   let out = '';
   for (const seg of path) {

@@ -5,7 +5,9 @@
 import os from 'node:os';
 import * as z from 'zod';
 import { adminConfig } from '../admin/config.ts';
-import { memoryConfig } from '../memory/config.ts';
+import { grpcApiConfig } from '../api/grpc/config.ts';
+import { journalConfig } from '../journal/config.ts';
+import { checkMemoryBudget, memoryConfig } from '../memory/config.ts';
 import { grpcSinkConfig } from '../sinks/grpc/config.ts';
 import { httpSinkConfig } from '../sinks/http/config.ts';
 import { mqttSinkConfig } from '../sinks/mqtt/config.ts';
@@ -15,24 +17,17 @@ import { modbusConfig } from '../sources/modbus/config.ts';
 import { mqttConfig } from '../sources/mqtt-broker/config.ts';
 import { mqttClientConfig } from '../sources/mqtt-client/config.ts';
 import {
-  bytes,
   describeValue,
-  filePath,
-  integer,
   isRecord,
   nonEmpty,
   nullToUndefined,
-  port,
-  quantity,
   section,
   timerMs,
   uniqueNames,
 } from './fields.ts';
-import { checkMemoryBudget } from './memory-budget.ts';
 import { checkMqttBrokers } from './mqtt-brokers.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export const ON_FULL_POLICIES = ['drop-oldest', 'reject'] as const;
 
 // A union on `type`: each sink kind slots in as one option.
 const sink = z.discriminatedUnion('type', [httpSinkConfig, grpcSinkConfig, mqttSinkConfig], {
@@ -57,23 +52,7 @@ export const configSchema = z.preprocess(
   z
     .strictObject({
       node: section({ id: nonEmpty().default(() => os.hostname()) }),
-      journal: section({
-        path: nonEmpty().default('./data'),
-        maxBytes: bytes().prefault('1GiB'),
-        onFull: z.enum(ON_FULL_POLICIES).default('drop-oldest'),
-        // Not a timer (records are aged against their timestamps), so no setTimeout cap.
-        ttl: z.preprocess(nullToUndefined, quantity('duration', 1).optional()),
-        fsync: z.boolean().default(false),
-        groupCommit: section({
-          maxRecords: integer(1).default(4096),
-          maxDelayMs: timerMs().prefault(0),
-        }),
-        // Default: 16 MiB, or what memory.limit leaves for it (src/memory/budget.ts).
-        maxPendingBytes: z.preprocess(nullToUndefined, bytes().optional()),
-        lockWaitMs: timerMs().prefault('30s'),
-        // Dead letters' own disk budget, apart from maxBytes; default a tenth of maxBytes (>= 1 MiB).
-        deadLetterMaxBytes: bytes().optional(),
-      }),
+      journal: journalConfig,
       // CoAP (RFC 7252): the server devices POST/PUT telemetry to, and the southbound devices the
       // gateway observes and sends commands to.
       coap: section({ ...coapServerConfigShape, devices: coapDevicesConfig }),
@@ -83,23 +62,7 @@ export const configSchema = z.preprocess(
       // Modbus TCP: PLCs polled through register maps, written through Gateway.Command.
       modbus: modbusConfig,
       admin: adminConfig,
-      grpc: section({
-        enabled: z.boolean().default(true),
-        host: nonEmpty().default('0.0.0.0'),
-        port: port().default(50051),
-        tls: z
-          .strictObject({ certFile: filePath(), keyFile: filePath(), caFile: filePath().optional() })
-          .optional(),
-        // An app that froze or vanished without a FIN holds its stream open for ever unless
-        // an unanswered HTTP/2 PING ends it: found within timeMs + timeoutMs.
-        keepalive: section({
-          timeMs: timerMs(100).prefault('20s'),
-          timeoutMs: timerMs(100).prefault('10s'),
-        }),
-        // A durable consumer nobody streams from or acks for this long is removed: abandoned,
-        // its cursor would hold the journal's oldest records for ever.
-        consumers: section({ expireAfter: timerMs(1).prefault('1d') }),
-      }),
+      grpc: grpcApiConfig,
       log: section({ level: z.enum(LOG_LEVELS).default('info') }),
       memory: memoryConfig,
       shutdown: section({ drainTimeoutMs: timerMs().prefault('10s') }),
